@@ -1,0 +1,46 @@
+//! What every OSCAR Box binary shares: logging setup and the shutdown signal.
+
+use std::io::IsTerminal as _;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+/// Exit status for a bad command line or configuration (`EX_USAGE` from sysexits.h).
+pub const EX_USAGE: u8 = 64;
+
+/// Logs to stderr, filtered by `RUST_LOG` when set, else by `default_filter` (the config's
+/// `box.log-level`). Colours only on a terminal, so that captured logs stay greppable.
+pub fn init_logging(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default_filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Cancels `token` on the first SIGTERM or SIGINT. A second one exits at once with status 130:
+/// the way out when a graceful stop is itself stuck.
+pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let mut seen = false;
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            if seen {
+                tracing::warn!(signal = name, "second stop signal: exiting at once");
+                std::process::exit(130);
+            }
+            seen = true;
+            tracing::info!(signal = name, "stopping");
+            token.cancel();
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! The raw stage: the TOML as written, every key optional, unknown keys refused.
+//!
+//! Numbers that become ports or counts are read as `i64` so that validation, not serde, says
+//! what range is allowed. Durations are strings such as `"500ms"` or `"10m"`.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file. `version` is the schema version; only 1 exists.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawConfig {
+    pub version: Option<i64>,
+    #[serde(rename = "box")]
+    pub box_: RawBox,
+    pub emr: RawEmr,
+    pub database: RawDatabase,
+    pub proxy: RawProxy,
+    pub backup: RawBackup,
+    pub alerts: RawAlerts,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawBox {
+    /// A name for this box in alerts and fleet views (never a patient's or clinic's data).
+    pub name: String,
+    /// `appliance` on the real box, `dev` on a developer's machine or in tests.
+    pub profile: String,
+    /// Watchdog state, secrets and sockets.
+    pub state_dir: String,
+    /// Default `tracing` filter, e.g. `info` or `oscar_emr=debug,info`.
+    pub log_level: String,
+}
+
+impl Default for RawBox {
+    fn default() -> Self {
+        RawBox {
+            name: "oscarbox".into(),
+            profile: "appliance".into(),
+            state_dir: "/var/lib/oscarbox".into(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawEmr {
+    /// The worker's program; `oscar-emr` is looked up beside `oscarbox`, then on `PATH`.
+    pub command: String,
+    pub instances: i64,
+    pub listen_address: String,
+    /// Instance N (from 1) listens on `base-port + N - 1`.
+    pub base_port: i64,
+    /// Patient documents (OSCAR's `DOCUMENT_DIR`).
+    pub documents_dir: String,
+    pub max_request_body_bytes: i64,
+    pub shutdown_grace: String,
+    /// Failed logins before an account is locked.
+    pub login_max_failures: i64,
+    pub login_lockout: String,
+    pub db_pool_max: i64,
+    pub db_connect_timeout: String,
+    pub fault_injection: RawFaultInjection,
+}
+
+impl Default for RawEmr {
+    fn default() -> Self {
+        RawEmr {
+            command: "oscar-emr".into(),
+            instances: 2,
+            listen_address: "127.0.0.1".into(),
+            base_port: 8081,
+            documents_dir: "/var/lib/oscarbox/documents".into(),
+            max_request_body_bytes: 1024 * 1024,
+            shutdown_grace: "10s".into(),
+            login_max_failures: 5,
+            login_lockout: "10m".into(),
+            db_pool_max: 16,
+            db_connect_timeout: "5s".into(),
+            fault_injection: RawFaultInjection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawFaultInjection {
+    /// Lets tests make an instance hang, answer slowly or exit. Refused unless `box.profile = "dev"`.
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawDatabase {
+    /// OSCAR's database name (`oscar_mcmaster` on stock installs, `oscar` on OpenOSP).
+    pub name: String,
+    /// The least-privilege account the EMR uses.
+    pub app_user: String,
+    /// Where the app password lives (mode 0600); generated once on first start.
+    pub app_password_file: Option<String>,
+    /// The one address clients connect to.
+    pub endpoint: String,
+    pub nodes: Vec<RawDbNode>,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        RawDatabase {
+            name: "oscar".into(),
+            app_user: "oscar_app".into(),
+            app_password_file: None,
+            endpoint: "127.0.0.1:3306".into(),
+            nodes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawDbNode {
+    pub name: String,
+    pub port: i64,
+    pub data_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawProxy {
+    pub https_ports: Vec<i64>,
+    /// Plain HTTP, only to redirect to HTTPS.
+    pub http_port: Option<i64>,
+    pub listen_address: String,
+    /// A certificate to use instead of the self-signed one generated on first start.
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+}
+
+impl Default for RawProxy {
+    fn default() -> Self {
+        RawProxy {
+            https_ports: vec![443, 8443],
+            http_port: Some(80),
+            listen_address: "0.0.0.0".into(),
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawBackup {
+    /// Where the backup disk is mounted.
+    pub disk: String,
+    /// Refuse to write unless `disk` is a mount point (only a dev box may turn this off).
+    pub require_mount: bool,
+}
+
+impl Default for RawBackup {
+    fn default() -> Self {
+        RawBackup {
+            disk: "/srv/backup".into(),
+            require_mount: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawAlerts {
+    /// An HTTPS webhook that receives alerts; none by default.
+    pub webhook_url: Option<String>,
+}

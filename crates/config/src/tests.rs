@@ -1,0 +1,145 @@
+//! Every shipped config parses; broken ones give exact, actionable messages.
+
+use super::*;
+
+fn errors(text: &str) -> String {
+    parse("test.toml", text)
+        .expect_err("config should be refused")
+        .to_string()
+}
+
+const MINIMAL: &str = r#"version = 1
+[box]
+profile = "dev"
+[[database.nodes]]
+name = "db1"
+port = 3306
+data-dir = "var/db1"
+"#;
+
+#[test]
+fn every_shipped_config_parses() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).expect("config/ is readable") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            load(&path).unwrap_or_else(|e| panic!("{} does not validate:\n{e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 2,
+        "expected at least box.toml and dev.toml, found {seen}"
+    );
+    let dev = dev_default();
+    assert_eq!(dev.box_.profile, Profile::Dev);
+    assert_eq!(dev.emr.instance_addr(2).map(|a| a.port()), Some(18082));
+}
+
+#[test]
+fn appliance_has_no_fault_injection_and_requires_the_mount() {
+    let cfg = load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/box.toml"
+    )))
+    .expect("box.toml validates");
+    assert_eq!(cfg.box_.profile, Profile::Appliance);
+    assert!(!cfg.emr.fault_injection.enabled);
+    assert!(cfg.backup.require_mount);
+    assert_eq!(cfg.proxy.https_ports, vec![443, 8443]);
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let text = format!("{MINIMAL}[emr]\ninstances = 2\nbase-prot = 8081\n");
+    let msg = errors(&text);
+    assert!(
+        msg.starts_with("test.toml:10: base-prot: unknown field `base-prot`, expected one of"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn bad_port_names_the_range() {
+    let text = format!("{MINIMAL}[emr]\nbase-port = 70000\n");
+    assert_eq!(
+        errors(&text),
+        "test.toml:9: emr.base-port: expected a port number from 1 to 65535, found 70000"
+    );
+    let text = MINIMAL.replace("port = 3306", "port = 0");
+    assert_eq!(
+        errors(&text),
+        "test.toml:6: database.nodes[0].port: expected a port number from 1 to 65535, found 0"
+    );
+}
+
+#[test]
+fn wrong_type_and_bad_duration() {
+    let msg = errors(&format!("{MINIMAL}[emr]\ninstances = \"two\"\n"));
+    assert!(msg.starts_with("test.toml:9: "), "{msg}");
+    assert!(
+        msg.contains("invalid type: string \"two\", expected i64"),
+        "{msg}"
+    );
+    assert_eq!(
+        errors(&format!("{MINIMAL}[emr]\nshutdown-grace = \"soon\"\n")),
+        "test.toml:9: emr.shutdown-grace: expected a duration such as \"500ms\", \"10s\" or \"5m\", found \"soon\" (expected number at 0)"
+    );
+}
+
+#[test]
+fn missing_file_is_named() {
+    let err = load(Path::new("/nonexistent/box.toml")).expect_err("missing file");
+    assert_eq!(
+        err.to_string(),
+        "/nonexistent/box.toml: cannot read the configuration file: No such file or directory (os error 2); check the path, or omit --config to use the embedded development default"
+    );
+    let text = format!("{MINIMAL}[proxy]\ntls-cert-file = \"/nonexistent/cert.pem\"\ntls-key-file = \"/nonexistent/key.pem\"\n");
+    let msg = errors(&text);
+    assert!(msg.contains("test.toml:9: proxy.tls-cert-file: cannot read /nonexistent/cert.pem: No such file or directory (os error 2)"), "{msg}");
+}
+
+#[test]
+fn fault_injection_is_refused_on_the_appliance() {
+    let text = MINIMAL.replace("profile = \"dev\"", "profile = \"appliance\"")
+        + "[emr.fault-injection]\nenabled = true\n";
+    let msg = errors(&text);
+    assert_eq!(
+        msg,
+        "test.toml:9: emr.fault-injection.enabled: fault injection is for development and tests only; remove it, or set box.profile = \"dev\" on a machine that holds no patient data"
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let text = "version = 2\n[box]\nprofile = \"lab\"\n";
+    let msg = errors(text);
+    assert_eq!(msg.lines().count(), 3, "{msg}");
+    assert!(msg.contains(
+        "test.toml:1: version: this oscarbox understands configuration version 1, found 2"
+    ));
+    assert!(
+        msg.contains("test.toml:3: box.profile: expected \"appliance\" or \"dev\", found \"lab\"")
+    );
+    assert!(msg.contains("database.nodes: expected at least one [[database.nodes]] entry"));
+}
+
+#[test]
+fn port_collisions_are_refused() {
+    let text = format!("{MINIMAL}[emr]\nbase-port = 3305\ninstances = 2\n");
+    let msg = errors(&text);
+    assert!(
+        msg.contains("port 3306 of database.nodes[0].port is also used by emr instance 2"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn database_endpoint_must_be_loopback() {
+    let text = MINIMAL.replace(
+        "[[database.nodes]]",
+        "[database]\nendpoint = \"10.0.0.5:3306\"\n[[database.nodes]]",
+    );
+    assert!(errors(&text).contains("database.endpoint: the database endpoint must be on loopback"));
+}

@@ -1,0 +1,539 @@
+//! The validated stage: typed values that the rest of the box can trust.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::raw::{
+    RawAlerts, RawBackup, RawBox, RawConfig, RawDatabase, RawDbNode, RawEmr, RawFaultInjection,
+    RawProxy,
+};
+
+/// Whether this is the real appliance or a developer's or test machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Appliance,
+    Dev,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub box_: BoxConfig,
+    pub emr: EmrConfig,
+    pub database: DatabaseConfig,
+    pub proxy: ProxyConfig,
+    pub backup: BackupConfig,
+    pub alert_webhook: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoxConfig {
+    pub name: String,
+    pub profile: Profile,
+    pub state_dir: PathBuf,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmrConfig {
+    pub command: String,
+    pub instances: NonZeroU32,
+    pub listen_address: IpAddr,
+    pub base_port: u16,
+    pub documents_dir: PathBuf,
+    pub max_request_body_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub login_max_failures: NonZeroU32,
+    pub login_lockout: Duration,
+    pub db_pool_max: NonZeroU32,
+    pub db_connect_timeout: Duration,
+    pub fault_injection: FaultInjection,
+}
+
+impl EmrConfig {
+    /// The address instance `n` (1-based) listens on, if `n` is configured.
+    pub fn instance_addr(&self, n: u32) -> Option<SocketAddr> {
+        if n == 0 || n > self.instances.get() {
+            return None;
+        }
+        let port = u16::try_from(u32::from(self.base_port) + n - 1).ok()?;
+        Some(SocketAddr::new(self.listen_address, port))
+    }
+}
+
+/// Test-only behaviour switches; see `oscar-emr`'s fault module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultInjection {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    pub name: String,
+    pub app_user: String,
+    pub app_password_file: PathBuf,
+    pub endpoint: SocketAddr,
+    pub nodes: Vec<DbNode>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbNode {
+    pub name: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    pub https_ports: Vec<u16>,
+    pub http_port: Option<u16>,
+    pub listen_address: IpAddr,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupConfig {
+    pub disk: PathBuf,
+    pub require_mount: bool,
+}
+
+/// Collects errors with their key paths; lines are looked up once at the end.
+struct Checker<'a> {
+    file: &'a str,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_owned(),
+            line: key_line(self.text, key),
+            key: Some(key.to_owned()),
+            message: message.into(),
+        });
+    }
+
+    fn port(&mut self, key: &str, v: i64) -> u16 {
+        match u16::try_from(v) {
+            Ok(p) if p > 0 => p,
+            _ => {
+                self.err(
+                    key,
+                    format!("expected a port number from 1 to 65535, found {v}"),
+                );
+                1
+            }
+        }
+    }
+
+    fn nonzero(&mut self, key: &str, v: i64, max: u32) -> NonZeroU32 {
+        match u32::try_from(v).ok().and_then(NonZeroU32::new) {
+            Some(n) if n.get() <= max => n,
+            _ => {
+                self.err(
+                    key,
+                    format!("expected a whole number from 1 to {max}, found {v}"),
+                );
+                NonZeroU32::MIN
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, v: &str) -> Duration {
+        match humantime::parse_duration(v) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.err(key, format!("expected a duration above zero, found {v:?}"));
+                Duration::from_secs(1)
+            }
+            Err(e) => {
+                self.err(
+                    key,
+                    format!("expected a duration such as \"500ms\", \"10s\" or \"5m\", found {v:?} ({e})"),
+                );
+                Duration::from_secs(1)
+            }
+        }
+    }
+
+    fn ip(&mut self, key: &str, v: &str) -> IpAddr {
+        v.parse().unwrap_or_else(|_| {
+            self.err(
+                key,
+                format!("expected an IP address such as \"127.0.0.1\", found {v:?}"),
+            );
+            IpAddr::from([127, 0, 0, 1])
+        })
+    }
+
+    fn path(&mut self, key: &str, v: &str) -> PathBuf {
+        if v.trim().is_empty() {
+            self.err(key, "expected a path, found an empty string");
+        } else if v.contains('\0') {
+            self.err(key, "a path cannot contain a NUL character");
+        }
+        PathBuf::from(v)
+    }
+
+    fn existing_file(&mut self, key: &str, v: &str) -> PathBuf {
+        let p = self.path(key, v);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => self.err(key, format!("{v} is not a regular file")),
+            Err(e) => self.err(key, format!("cannot read {v}: {e}")),
+        }
+        p
+    }
+
+    fn name(&mut self, key: &str, v: &str, what: &str) {
+        let ok = !v.is_empty()
+            && v.len() <= 32
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            self.err(
+                key,
+                format!("expected {what} of 1 to 32 letters, digits, '-' or '_', found {v:?}"),
+            );
+        }
+    }
+}
+
+impl RawConfig {
+    /// Validates into typed values, naming `file` and looking lines up in `text`.
+    pub fn validate_in(self, file: &str, text: &str) -> Result<Config, ConfigErrors> {
+        let mut c = Checker {
+            file,
+            text,
+            errors: Vec::new(),
+        };
+        // Destructure so that a new raw field cannot be forgotten here.
+        let RawConfig {
+            version,
+            box_,
+            emr,
+            database,
+            proxy,
+            backup,
+            alerts,
+        } = self;
+
+        match version {
+            Some(1) => {}
+            Some(v) => c.err(
+                "version",
+                format!("this oscarbox understands configuration version 1, found {v}"),
+            ),
+            None => c.err(
+                "version",
+                "missing; add `version = 1` at the top of the file",
+            ),
+        }
+
+        let RawBox {
+            name,
+            profile,
+            state_dir,
+            log_level,
+        } = box_;
+        c.name("box.name", &name, "a box name");
+        let profile = match profile.as_str() {
+            "appliance" => Profile::Appliance,
+            "dev" => Profile::Dev,
+            other => {
+                c.err(
+                    "box.profile",
+                    format!("expected \"appliance\" or \"dev\", found {other:?}"),
+                );
+                Profile::Appliance
+            }
+        };
+        let box_ = BoxConfig {
+            name,
+            profile,
+            state_dir: c.path("box.state-dir", &state_dir),
+            log_level,
+        };
+
+        let RawEmr {
+            command,
+            instances,
+            listen_address,
+            base_port,
+            documents_dir,
+            max_request_body_bytes,
+            shutdown_grace,
+            login_max_failures,
+            login_lockout,
+            db_pool_max,
+            db_connect_timeout,
+            fault_injection: RawFaultInjection { enabled: faults },
+        } = emr;
+        if command.trim().is_empty() {
+            c.err(
+                "emr.command",
+                "expected a program name or path, found an empty string",
+            );
+        }
+        let instances = c.nonzero("emr.instances", instances, 32);
+        let base_port = c.port("emr.base-port", base_port);
+        if u32::from(base_port) + instances.get() - 1 > u32::from(u16::MAX) {
+            c.err(
+                "emr.base-port",
+                format!(
+                    "{} instances starting at port {base_port} run past port 65535; lower emr.base-port",
+                    instances.get()
+                ),
+            );
+        }
+        let max_body = c.nonzero(
+            "emr.max-request-body-bytes",
+            max_request_body_bytes,
+            1 << 30,
+        );
+        if faults && profile != Profile::Dev {
+            c.err(
+                "emr.fault-injection.enabled",
+                "fault injection is for development and tests only; remove it, or set box.profile = \"dev\" on a machine that holds no patient data",
+            );
+        }
+        let emr = EmrConfig {
+            command,
+            instances,
+            listen_address: c.ip("emr.listen-address", &listen_address),
+            base_port,
+            documents_dir: c.path("emr.documents-dir", &documents_dir),
+            max_request_body_bytes: max_body.get() as usize,
+            shutdown_grace: c.duration("emr.shutdown-grace", &shutdown_grace),
+            login_max_failures: c.nonzero("emr.login-max-failures", login_max_failures, 1000),
+            login_lockout: c.duration("emr.login-lockout", &login_lockout),
+            db_pool_max: c.nonzero("emr.db-pool-max", db_pool_max, 1000),
+            db_connect_timeout: c.duration("emr.db-connect-timeout", &db_connect_timeout),
+            fault_injection: FaultInjection { enabled: faults },
+        };
+
+        let RawDatabase {
+            name,
+            app_user,
+            app_password_file,
+            endpoint,
+            nodes,
+        } = database;
+        c.name("database.name", &name, "a database name");
+        c.name("database.app-user", &app_user, "a user name");
+        let endpoint = endpoint.parse::<SocketAddr>().unwrap_or_else(|_| {
+            c.err(
+                "database.endpoint",
+                format!("expected an address such as \"127.0.0.1:3306\", found {endpoint:?}"),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 3306))
+        });
+        if !endpoint.ip().is_loopback() {
+            c.err(
+                "database.endpoint",
+                format!("the database endpoint must be on loopback so that the database is never exposed, found {endpoint}"),
+            );
+        }
+        let app_password_file = match app_password_file {
+            Some(p) => c.path("database.app-password-file", &p),
+            None => box_.state_dir.join("secrets").join("db-app.password"),
+        };
+        if nodes.is_empty() {
+            c.err(
+                "database.nodes",
+                "expected at least one [[database.nodes]] entry (the primary)",
+            );
+        }
+        if nodes.len() > 2 {
+            c.err(
+                "database.nodes",
+                format!(
+                    "expected one or two nodes (primary and replica), found {}",
+                    nodes.len()
+                ),
+            );
+        }
+        let mut typed_nodes = Vec::with_capacity(nodes.len());
+        for (
+            i,
+            RawDbNode {
+                name,
+                port,
+                data_dir,
+            },
+        ) in nodes.into_iter().enumerate()
+        {
+            c.name(&format!("database.nodes[{i}].name"), &name, "a node name");
+            let port = c.port(&format!("database.nodes[{i}].port"), port);
+            let data_dir = c.path(&format!("database.nodes[{i}].data-dir"), &data_dir);
+            typed_nodes.push(DbNode {
+                name,
+                port,
+                data_dir,
+            });
+        }
+        for (i, a) in typed_nodes.iter().enumerate() {
+            for b in &typed_nodes[..i] {
+                if a.name == b.name {
+                    c.err(
+                        &format!("database.nodes[{i}].name"),
+                        format!(
+                            "node name {:?} is used twice; give each node its own name",
+                            a.name
+                        ),
+                    );
+                }
+                if a.data_dir == b.data_dir {
+                    c.err(
+                        &format!("database.nodes[{i}].data-dir"),
+                        "two nodes cannot share a data directory",
+                    );
+                }
+            }
+        }
+        let database = DatabaseConfig {
+            name,
+            app_user,
+            app_password_file,
+            endpoint,
+            nodes: typed_nodes,
+        };
+
+        let RawProxy {
+            https_ports,
+            http_port,
+            listen_address,
+            tls_cert_file,
+            tls_key_file,
+        } = proxy;
+        let https_ports: Vec<u16> = https_ports
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| c.port(&format!("proxy.https-ports[{i}]"), p))
+            .collect();
+        let http_port = http_port.map(|p| c.port("proxy.http-port", p));
+        if tls_cert_file.is_some() != tls_key_file.is_some() {
+            c.err(
+                if tls_cert_file.is_some() { "proxy.tls-cert-file" } else { "proxy.tls-key-file" },
+                "set both proxy.tls-cert-file and proxy.tls-key-file, or neither to use the generated certificate",
+            );
+        }
+        let proxy = ProxyConfig {
+            https_ports,
+            http_port,
+            listen_address: c.ip("proxy.listen-address", &listen_address),
+            tls_cert_file: tls_cert_file.map(|p| c.existing_file("proxy.tls-cert-file", &p)),
+            tls_key_file: tls_key_file.map(|p| c.existing_file("proxy.tls-key-file", &p)),
+        };
+
+        let RawBackup {
+            disk,
+            require_mount,
+        } = backup;
+        if !require_mount && profile != Profile::Dev {
+            c.err(
+                "backup.require-mount",
+                "the appliance must refuse to back up to a disk that is not mounted; remove this key",
+            );
+        }
+        let backup = BackupConfig {
+            disk: c.path("backup.disk", &disk),
+            require_mount,
+        };
+
+        let RawAlerts { webhook_url } = alerts;
+        if let Some(url) = &webhook_url {
+            if !url.starts_with("https://") && profile != Profile::Dev {
+                c.err(
+                    "alerts.webhook-url",
+                    format!(
+                        "expected an https:// URL so that alerts travel encrypted, found {url:?}"
+                    ),
+                );
+            }
+        }
+
+        // Ports the box itself binds must not collide.
+        let mut bound: Vec<(String, u16)> = Vec::new();
+        for n in 1..=emr.instances.get() {
+            if let Some(a) = emr.instance_addr(n) {
+                bound.push((format!("emr instance {n}"), a.port()));
+            }
+        }
+        for (i, n) in database.nodes.iter().enumerate() {
+            bound.push((format!("database.nodes[{i}].port"), n.port));
+        }
+        for (i, &p) in proxy.https_ports.iter().enumerate() {
+            bound.push((format!("proxy.https-ports[{i}]"), p));
+        }
+        if let Some(p) = proxy.http_port {
+            bound.push(("proxy.http-port".into(), p));
+        }
+        for (i, (what, port)) in bound.iter().enumerate() {
+            if let Some((other, _)) = bound[..i].iter().find(|(_, p)| p == port) {
+                let key = if what.starts_with("emr instance") {
+                    "emr.base-port"
+                } else {
+                    what.as_str()
+                };
+                c.err(key, format!("port {port} of {what} is also used by {other}; give each listener its own port"));
+            }
+        }
+
+        if c.errors.is_empty() {
+            Ok(Config {
+                box_,
+                emr,
+                database,
+                proxy,
+                backup,
+                alert_webhook: webhook_url,
+            })
+        } else {
+            Err(ConfigErrors(c.errors))
+        }
+    }
+}
+
+/// The line of `key` (a dotted path with `[i]` indexes) in `text`: the line of the deepest part
+/// of the path that is written there, so a missing key points at its section.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    let doc = toml_edit::Document::parse(text).ok()?;
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut span = None;
+    for part in key.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some((k, item)) = table.get_key_value(name) else {
+            break;
+        };
+        span = k.span().or(span);
+        let next = match index {
+            None => item.as_table_like(),
+            Some(i) => {
+                if let Some(t) = item.as_array_of_tables().and_then(|a| a.get(i)) {
+                    span = t.span().or(span);
+                    Some(t as &dyn toml_edit::TableLike)
+                } else {
+                    span = item
+                        .as_array()
+                        .and_then(|a| a.get(i))
+                        .and_then(|v| v.span())
+                        .or(span);
+                    None
+                }
+            }
+        };
+        match next {
+            Some(t) => table = t,
+            None => break,
+        }
+    }
+    span.map(|s| crate::line_of(text, s.start))
+}

@@ -1,0 +1,176 @@
+//! `oscar-emr`: OSCAR's web services on an OSCAR-shaped MariaDB schema.
+//!
+//! One process is one instance; the box runs several behind the proxy. An instance connects to
+//! the database (waiting for it as long as it takes), applies migrations under a lock, then
+//! listens; `isAlive` answers from then on. SIGTERM drains in-flight requests within the grace
+//! period; SIGQUIT logs a task dump and carries on.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod db;
+pub mod faults;
+pub mod inflight;
+pub mod login;
+pub mod migrations;
+pub mod soap;
+pub mod system_info;
+pub mod wsdl;
+
+use std::future::IntoFuture as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mysql_async::prelude::Queryable;
+use oscarbox_config::Config;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::app::AppState;
+use crate::auth::LockoutPolicy;
+use crate::db::Db;
+use crate::migrations::MigrationError;
+
+/// Runs instance `instance` until `shutdown` is cancelled, then drains within the grace period.
+pub async fn run(
+    config: Arc<Config>,
+    instance: u32,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let span = tracing::info_span!("instance", id = instance);
+    serve(config, instance, shutdown).instrument(span).await
+}
+
+async fn serve(
+    config: Arc<Config>,
+    instance: u32,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = config.emr.instance_addr(instance).with_context(|| {
+        format!(
+            "--instance {instance}: this configuration has instances 1 to {}",
+            config.emr.instances
+        )
+    })?;
+    let password_file = &config.database.app_password_file;
+    let password = std::fs::read_to_string(password_file)
+        .with_context(|| {
+            format!(
+                "read the database password from {}",
+                password_file.display()
+            )
+        })?
+        .trim()
+        .to_owned();
+    let db = Db::new(&config, &password);
+
+    let Some(token_epoch_ms) = prepare_database(&db, &shutdown).await? else {
+        db.close().await;
+        return Ok(());
+    };
+
+    let state = AppState {
+        lockout: LockoutPolicy {
+            max_failures: config.emr.login_max_failures.get(),
+            window: config.emr.login_lockout,
+        },
+        config: Arc::clone(&config),
+        instance,
+        db: db.clone(),
+        token_epoch_ms,
+        inflight: Arc::default(),
+        faults: Arc::default(),
+    };
+    spawn_dump_on_sigquit(state.clone())?;
+
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("listen on {addr} (is another instance or program using that port?)")
+    })?;
+    let app = app::router(state.clone());
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut server = tokio::spawn(server.into_future().in_current_span());
+    tracing::info!(%addr, "serving");
+
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        result = &mut server => {
+            result.context("join the HTTP server task")?.context("serve HTTP")?;
+            anyhow::bail!("the HTTP server stopped without being asked to");
+        }
+    }
+    let grace = config.emr.shutdown_grace;
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(_) => tracing::info!("stopped after finishing in-flight requests"),
+        Err(_) => {
+            tracing::warn!(
+                still_running = state.inflight.len(),
+                ?grace,
+                "requests still running after the grace period; stopping anyway"
+            );
+            server.abort();
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// Migrates and reads the token epoch, retrying while the database is unreachable (it may be
+/// starting, or failing over). Returns `None` if asked to stop meanwhile.
+async fn prepare_database(db: &Db, shutdown: &CancellationToken) -> anyhow::Result<Option<i64>> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match try_prepare(db).await {
+            Ok(epoch) => return Ok(Some(epoch)),
+            Err(MigrationError::Db(e)) => {
+                tracing::warn!(retry_in = ?delay, "failed to reach the database: {e}");
+            }
+            Err(e) => return Err(e).context("prepare the database"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn try_prepare(db: &Db) -> Result<i64, MigrationError> {
+    let mut conn = db.conn().await?;
+    migrations::lock(&mut conn).await?;
+    // First-start work shares the lock, so that exactly one instance creates the administrator.
+    let outcome = async {
+        let outcome = migrations::apply(&mut conn).await?;
+        admin::ensure(&mut conn).await?;
+        Ok::<_, MigrationError>(outcome)
+    }
+    .await;
+    migrations::unlock(&mut conn).await;
+    let outcome = outcome?;
+    if !outcome.applied.is_empty() {
+        tracing::info!(applied = ?outcome.applied, "database schema is up to date");
+    }
+    let epoch: Option<String> = conn
+        .query_first("SELECT value FROM oscarbox_settings WHERE name = 'ws_token_epoch_ms'")
+        .await?;
+    Ok(epoch.and_then(|e| e.parse().ok()).unwrap_or(0))
+}
+
+fn spawn_dump_on_sigquit(state: AppState) -> anyhow::Result<()> {
+    let mut quit = signal(SignalKind::quit()).context("install the SIGQUIT handler")?;
+    tokio::spawn(
+        async move {
+            while quit.recv().await.is_some() {
+                inflight::dump(&state);
+            }
+        }
+        .in_current_span(),
+    );
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! `oscar-emr --config FILE --instance N`: one EMR server instance.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use oscarbox_common::EX_USAGE;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "The OSCAR Box EMR server: one instance")]
+struct Args {
+    /// The box configuration; without it, the embedded development default (config/dev.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Which instance this is, from 1; it listens on emr.base-port + N - 1.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    instance: u32,
+}
+
+#[expect(
+    clippy::print_stderr,
+    reason = "errors before logging exists go to stderr"
+)]
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let config = match &args.config {
+        Some(path) => oscarbox_config::load(path),
+        None => Ok(oscarbox_config::dev_default()),
+    };
+    let config = match config {
+        Ok(c) => Arc::new(c),
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    if config.emr.instance_addr(args.instance).is_none() {
+        eprintln!(
+            "--instance {}: expected an instance number from 1 to {} (emr.instances)",
+            args.instance, config.emr.instances
+        );
+        return ExitCode::from(EX_USAGE);
+    }
+    oscarbox_common::init_logging(&config.box_.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("failed to build the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let result = runtime.block_on(async {
+        oscarbox_common::cancel_on_signals(shutdown.clone())?;
+        oscar_emr::run(config, args.instance, shutdown).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("failed to run: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

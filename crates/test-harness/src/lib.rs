@@ -1,0 +1,426 @@
+//! Builders that start real processes for tests and benches: a throwaway `mariadbd` (temporary
+//! data directory, free loopback port, killed on drop) and `oscar-emr` instances on a config
+//! written for them. Instances capture their logs; dropping one fails the test if it logged an
+//! ERROR that the test did not declare expected.
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use mysql_async::prelude::Queryable;
+use oscarbox_mariadb::NodeSpec;
+use oscarbox_supervisor::{Child, ChildSpec, Output};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+pub use nix::sys::signal::Signal;
+
+pub use oscar_soap::probe::IS_ALIVE_REQUEST as IS_ALIVE;
+
+/// A free TCP port on loopback (bound, then released: good enough for tests).
+pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// The first of `n` consecutive free loopback ports.
+pub fn free_ports(n: u16) -> u16 {
+    use rand::Rng as _;
+    for _ in 0..200 {
+        let base: u16 = rand::rng().random_range(20_000..60_000);
+        let all_free = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports on loopback");
+}
+
+/// A throwaway MariaDB server with the EMR's database and account already created.
+#[derive(Debug)]
+pub struct MariaDb {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub socket: PathBuf,
+    pub database: String,
+    pub app_user: String,
+    pub password_file: PathBuf,
+    child: Option<Child>,
+}
+
+impl MariaDb {
+    pub async fn start() -> anyhow::Result<MariaDb> {
+        let dir = tempfile::Builder::new()
+            .prefix("oscarbox-db-")
+            .tempdir()
+            .context("create a temporary directory")?;
+        let port = free_port();
+        let spec = NodeSpec {
+            name: "test".into(),
+            data_dir: dir.path().join("data"),
+            bind: [127, 0, 0, 1].into(),
+            port,
+            socket: dir.path().join("run/mariadb.sock"),
+            log_file: dir.path().join("mariadbd.log"),
+            small: true,
+        };
+        oscarbox_mariadb::init_data_dir(&spec).await?;
+        let child = oscarbox_mariadb::start(&spec, Duration::from_secs(60)).await?;
+        let password_file = dir.path().join("secrets/db-app.password");
+        let password = oscarbox_mariadb::secrets::ensure(&password_file)?;
+        let (database, app_user) = ("oscar".to_owned(), "oscar_app".to_owned());
+        oscarbox_mariadb::bootstrap_app(&spec.socket, &database, &app_user, &password).await?;
+        Ok(MariaDb {
+            port,
+            socket: spec.socket,
+            database,
+            app_user,
+            password_file,
+            child: Some(child),
+            dir,
+        })
+    }
+
+    /// A root connection (over the socket) with the EMR database selected.
+    pub async fn root(&self) -> anyhow::Result<mysql_async::Conn> {
+        let opts = mysql_async::OptsBuilder::from_opts(oscarbox_mariadb::root_opts(&self.socket))
+            .db_name(Some(self.database.clone()));
+        Ok(mysql_async::Conn::new(opts).await?)
+    }
+
+    /// `CHECKSUM TABLE` of every table in the EMR database except those named in `except`.
+    pub async fn checksums(&self, except: &[&str]) -> anyhow::Result<Vec<(String, Option<i64>)>> {
+        let mut conn = self.root().await?;
+        let tables: Vec<String> = conn.query("SHOW TABLES").await?;
+        let mut out = Vec::new();
+        for t in tables.into_iter().filter(|t| !except.contains(&t.as_str())) {
+            let row: Option<(String, Option<i64>)> =
+                conn.query_first(format!("CHECKSUM TABLE `{t}`")).await?;
+            out.push((t, row.and_then(|r| r.1)));
+        }
+        Ok(out)
+    }
+
+    /// A config file for `instances` EMR instances against this database. `extra` is appended
+    /// verbatim (more TOML sections).
+    pub fn write_config(&self, instances: u32, extra: &str) -> anyhow::Result<EmrConfig> {
+        let base_port = free_ports(u16::try_from(instances).context("instance count")?);
+        let path = self.dir.path().join(format!("box-{base_port}.toml"));
+        let text = format!(
+            r#"version = 1
+[box]
+name = "test"
+profile = "dev"
+state-dir = "{state}"
+log-level = "info"
+
+[emr]
+instances = {instances}
+base-port = {base_port}
+documents-dir = "{docs}"
+shutdown-grace = "5s"
+login-max-failures = 3
+login-lockout = "10m"
+
+[emr.fault-injection]
+enabled = true
+
+[database]
+name = "{db}"
+app-user = "{user}"
+app-password-file = "{pw}"
+endpoint = "127.0.0.1:{port}"
+
+[[database.nodes]]
+name = "db1"
+port = {port}
+data-dir = "{data}"
+
+[proxy]
+https-ports = [{https}]
+http-port = {http}
+listen-address = "127.0.0.1"
+
+[backup]
+disk = "{backup}"
+require-mount = false
+{extra}"#,
+            state = self.dir.path().join("state").display(),
+            docs = self.dir.path().join("documents").display(),
+            db = self.database,
+            user = self.app_user,
+            pw = self.password_file.display(),
+            port = self.port,
+            data = self.dir.path().join("data").display(),
+            https = free_port(),
+            http = free_port(),
+            backup = self.dir.path().join("backup").display(),
+        );
+        std::fs::File::create(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .with_context(|| format!("write {}", path.display()))?;
+        Ok(EmrConfig { path, base_port })
+    }
+
+    /// Stops the server with SIGKILL.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.signal_group(Signal::SIGKILL);
+            let _ = c.wait().await;
+        }
+    }
+}
+
+/// A config written by [`MariaDb::write_config`].
+#[derive(Debug, Clone)]
+pub struct EmrConfig {
+    pub path: PathBuf,
+    pub base_port: u16,
+}
+
+impl EmrConfig {
+    pub fn addr(&self, instance: u32) -> SocketAddr {
+        let port = self.base_port + u16::try_from(instance - 1).expect("small instance number");
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+}
+
+/// Where cargo put a workspace binary: beside the test executable's `deps/` directory.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let dir = exe
+        .parent()
+        .map(|d| {
+            if d.ends_with("deps") {
+                d.parent().unwrap_or(d)
+            } else {
+                d
+            }
+        })
+        .expect("the test executable is in a directory");
+    dir.join(name)
+}
+
+/// One running `oscar-emr` instance with its captured log.
+#[derive(Debug)]
+pub struct Emr {
+    pub instance: u32,
+    pub addr: SocketAddr,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    allowed_errors: Vec<String>,
+    exited: Option<std::process::ExitStatus>,
+}
+
+impl Emr {
+    /// Starts instance `instance` of `config` without waiting for it.
+    pub fn spawn(binary: &Path, config: &EmrConfig, instance: u32) -> anyhow::Result<Emr> {
+        let spec = ChildSpec::new(format!("emr-{instance}"), binary)
+            .arg("--config")
+            .arg(&config.path)
+            .arg("--instance")
+            .arg(instance.to_string())
+            .env("RUST_LOG", "info")
+            .output(Output::Piped);
+        let mut child =
+            Child::spawn(&spec).with_context(|| format!("start {}", binary.display()))?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            child
+                .stdout()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("[emr-{instance}] {line}");
+                    log.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        Ok(Emr {
+            instance,
+            addr: config.addr(instance),
+            child,
+            log,
+            allowed_errors: Vec::new(),
+            exited: None,
+        })
+    }
+
+    /// Starts an instance and waits until it answers `isAlive`.
+    pub async fn start(binary: &Path, config: &EmrConfig, instance: u32) -> anyhow::Result<Emr> {
+        let mut emr = Emr::spawn(binary, config, instance)?;
+        emr.wait_alive(Duration::from_secs(60)).await?;
+        Ok(emr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.pid()
+    }
+
+    /// Polls `isAlive` until it answers `alive`, failing early if the process exits.
+    pub async fn wait_alive(&mut self, within: Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.exited = Some(status);
+                bail!(
+                    "oscar-emr instance {} exited with {status} before answering isAlive",
+                    self.instance
+                );
+            }
+            if is_alive(&client, self.addr).await {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "oscar-emr instance {} did not answer isAlive within {within:?}",
+                    self.instance
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.pid()), signal)
+            .expect("signal the instance");
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .with_context(|| {
+                format!("instance {} did not exit within {within:?}", self.instance)
+            })??;
+        self.exited = Some(status);
+        Ok(status)
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub async fn wait_for_log(&self, needle: &str, within: Duration) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(l) = self.log().into_iter().find(|l| l.contains(needle)) {
+                return Ok(l);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no log line containing {needle:?} within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Declares that ERROR lines containing `pattern` are expected in this test.
+    pub fn allow_error(&mut self, pattern: &str) {
+        self.allowed_errors.push(pattern.to_owned());
+    }
+
+    /// ERROR lines that no `allow_error` pattern covers.
+    pub fn unexpected_errors(&self) -> Vec<String> {
+        self.log()
+            .into_iter()
+            .filter(|l| l.contains(" ERROR "))
+            .filter(|l| !self.allowed_errors.iter().any(|p| l.contains(p)))
+            .collect()
+    }
+
+    /// The administrator credentials the instance printed, if it was the one that created them.
+    pub fn admin_credentials(&self) -> Option<(String, String)> {
+        let log = self.log();
+        let at = log
+            .iter()
+            .position(|l| l.contains("OSCAR Box created the administrator account"))?;
+        let field = |name: &str| {
+            log[at..]
+                .iter()
+                .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+        };
+        Some((field("user name:")?, field("password:")?))
+    }
+}
+
+impl Drop for Emr {
+    fn drop(&mut self) {
+        let errors = self.unexpected_errors();
+        if !errors.is_empty() && !std::thread::panicking() {
+            panic!(
+                "oscar-emr instance {} logged unexpected ERROR lines:\n{}",
+                self.instance,
+                errors.join("\n")
+            );
+        }
+    }
+}
+
+/// One `isAlive` round trip: true only for the real answer.
+pub async fn is_alive(client: &reqwest::Client, addr: SocketAddr) -> bool {
+    let Ok(resp) = client
+        .post(format!("http://{addr}/ws/SystemInfoService"))
+        .header("content-type", "text/xml; charset=UTF-8")
+        .body(IS_ALIVE)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.unwrap_or_default();
+    oscar_soap::probe::judge(status, &body) == oscar_soap::probe::ProbeAnswer::Alive
+}
+
+/// POSTs a SOAP envelope and returns the status and body.
+pub async fn soap(
+    client: &reqwest::Client,
+    url: &str,
+    envelope: &str,
+) -> anyhow::Result<(u16, String)> {
+    let resp = client
+        .post(url)
+        .header("content-type", "text/xml; charset=UTF-8")
+        .header("SOAPAction", "\"\"")
+        .body(envelope.to_owned())
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
+}
+
+/// A `login2` (or `login`) request envelope.
+pub fn login_envelope(op: &str, user: &str, password: &str) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    format!(
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:ws="http://ws.oscarehr.org/"><soapenv:Header/><soapenv:Body><ws:{op}><arg0>{}</arg0><arg1>{}</arg1></ws:{op}></soapenv:Body></soapenv:Envelope>"#,
+        esc(user),
+        esc(password)
+    )
+}
