@@ -56,7 +56,11 @@ pub fn parse_raw(file: &str, text: &str) -> Result<RawConfig, ConfigErrors> {
             .span()
             .and_then(|s| text.get(s))
             .map(|k| k.trim_matches(['"', '[', ']', ' ']).to_owned())
-            .filter(|k| !k.is_empty() && k.len() < 80 && !k.contains('\n'));
+            .filter(|k| !k.is_empty() && k.len() < 80 && !k.contains('\n'))
+            .map(|k| match e.span().and_then(|s| section_at(text, s.start)) {
+                Some(section) if !k.starts_with(&section) => format!("{section}.{k}"),
+                _ => k,
+            });
         ConfigErrors::single(ConfigError {
             file: file.to_owned(),
             line: e.span().map(|s| line_of(text, s.start)),
@@ -64,6 +68,16 @@ pub fn parse_raw(file: &str, text: &str) -> Result<RawConfig, ConfigErrors> {
             message: e.message().trim().to_owned(),
         })
     })
+}
+
+/// The `[section]` or `[[section]]` header in force at byte offset `at`.
+fn section_at(text: &str, at: usize) -> Option<String> {
+    text.get(..at)?
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(['[', ']', ' ']).to_owned())
 }
 
 /// 1-based line number of byte offset `at` in `text`.

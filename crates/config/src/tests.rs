@@ -55,7 +55,7 @@ fn unknown_key_names_file_line_and_key() {
     let text = format!("{MINIMAL}[emr]\ninstances = 2\nbase-prot = 8081\n");
     let msg = errors(&text);
     assert!(
-        msg.starts_with("test.toml:10: base-prot: unknown field `base-prot`, expected one of"),
+        msg.starts_with("test.toml:10: emr.base-prot: unknown field `base-prot`, expected one of"),
         "{msg}"
     );
 }

@@ -457,7 +457,9 @@ impl RawConfig {
             }
         }
 
-        // Ports the box itself binds must not collide.
+        // Ports the box itself binds must not collide. Only checked on otherwise valid values,
+        // so that a placeholder for an invalid port never reports a collision of its own.
+        let check_collisions = c.errors.is_empty();
         let mut bound: Vec<(String, u16)> = Vec::new();
         for n in 1..=emr.instances.get() {
             if let Some(a) = emr.instance_addr(n) {
@@ -473,7 +475,7 @@ impl RawConfig {
         if let Some(p) = proxy.http_port {
             bound.push(("proxy.http-port".into(), p));
         }
-        for (i, (what, port)) in bound.iter().enumerate() {
+        for (i, (what, port)) in bound.iter().enumerate().filter(|_| check_collisions) {
             if let Some((other, _)) = bound[..i].iter().find(|(_, p)| p == port) {
                 let key = if what.starts_with("emr instance") {
                     "emr.base-port"

@@ -39,15 +39,31 @@ async fn hostile_and_malformed_requests_are_refused_cheaply() -> anyhow::Result<
     for (what, body, expected) in cases {
         let (status, answer) = soap(&c, &login, &body).await?;
         assert_eq!(status, 500, "{what}: {answer}");
-        assert!(answer.contains("<faultcode>soap:Client</faultcode>"), "{what}: {answer}");
-        assert!(answer.contains(expected), "{what}: expected {expected:?} in {answer}");
+        assert!(
+            answer.contains("<faultcode>soap:Client</faultcode>"),
+            "{what}: {answer}"
+        );
+        assert!(
+            answer.contains(expected),
+            "{what}: expected {expected:?} in {answer}"
+        );
     }
 
     // SQL metacharacters in a user name are data, never SQL.
-    for user in ["' OR '1'='1", "oscardoc'; DROP TABLE security; --", "\\' OR 1=1 #", "%", "_"] {
-        let (status, answer) = soap(&c, &login, &login_envelope("login2", user, "x' OR '1'='1")).await?;
+    for user in [
+        "' OR '1'='1",
+        "oscardoc'; DROP TABLE security; --",
+        "\\' OR 1=1 #",
+        "%",
+        "_",
+    ] {
+        let (status, answer) =
+            soap(&c, &login, &login_envelope("login2", user, "x' OR '1'='1")).await?;
         assert_eq!(status, 500, "{user}");
-        assert!(answer.contains("Invalid Username/Password"), "{user}: {answer}");
+        assert!(
+            answer.contains("Invalid Username/Password"),
+            "{user}: {answer}"
+        );
     }
 
     // A body over the limit is refused before it is read whole.

@@ -37,9 +37,19 @@ async fn two_instances_migrate_once_and_both_serve() -> anyhow::Result<()> {
     let c = reqwest::Client::new();
     let mut tokens = Vec::new();
     for emr in [&a, &b] {
-        let (status, body) = soap(&c, &emr.url("/ws/LoginService"), &login_envelope("login", &user, &password)).await?;
+        let (status, body) = soap(
+            &c,
+            &emr.url("/ws/LoginService"),
+            &login_envelope("login", &user, &password),
+        )
+        .await?;
         assert_eq!(status, 200, "{body}");
-        tokens.push(body.split("<securityTokenKey>").nth(1).and_then(|s| s.split('<').next()).map(str::to_owned));
+        tokens.push(
+            body.split("<securityTokenKey>")
+                .nth(1)
+                .and_then(|s| s.split('<').next())
+                .map(str::to_owned),
+        );
     }
     assert!(tokens[0].is_some());
     assert_eq!(tokens[0], tokens[1]);

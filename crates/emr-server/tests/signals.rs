@@ -8,8 +8,15 @@ use oscarbox_test_harness::{is_alive, Emr, MariaDb, Signal, IS_ALIVE};
 const EMR: &str = env!("CARGO_BIN_EXE_oscar-emr");
 
 async fn fault(c: &reqwest::Client, emr: &Emr, mode: &str) -> anyhow::Result<()> {
-    let resp = c.post(emr.url(&format!("/oscarbox/fault/{mode}"))).send().await?;
-    anyhow::ensure!(resp.status() == 200, "fault switch answered {}", resp.status());
+    let resp = c
+        .post(emr.url(&format!("/oscarbox/fault/{mode}")))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status() == 200,
+        "fault switch answered {}",
+        resp.status()
+    );
     Ok(())
 }
 
@@ -28,7 +35,10 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() -> anyhow::Result
     tokio::time::sleep(Duration::from_millis(300)).await;
     emr.signal(Signal::SIGTERM);
     let answer = slow.await??;
-    assert!(answer.contains("<return>alive</return>"), "the in-flight request finished: {answer}");
+    assert!(
+        answer.contains("<return>alive</return>"),
+        "the in-flight request finished: {answer}"
+    );
     let status = emr.wait_exit(Duration::from_secs(10)).await?;
     assert_eq!(status.code(), Some(0));
     // It stopped accepting: nothing answers on its port any more.
@@ -50,12 +60,17 @@ async fn sigquit_dumps_in_flight_requests_and_keeps_serving() -> anyhow::Result<
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     emr.signal(Signal::SIGQUIT);
-    emr.wait_for_log("task dump (SIGQUIT)", Duration::from_secs(5)).await?;
+    emr.wait_for_log("task dump (SIGQUIT)", Duration::from_secs(5))
+        .await?;
     let line = emr
-        .wait_for_log("POST /oscar/ws/LoginService running for", Duration::from_secs(5))
+        .wait_for_log(
+            "POST /oscar/ws/LoginService running for",
+            Duration::from_secs(5),
+        )
         .await?;
     assert!(line.contains("task dump: request"), "{line}");
-    emr.wait_for_log("task dump: end", Duration::from_secs(5)).await?;
+    emr.wait_for_log("task dump: end", Duration::from_secs(5))
+        .await?;
     pending.await??;
     fault(&c, &emr, "clear").await?;
     assert!(is_alive(&c, emr.addr).await, "still serving after the dump");
@@ -103,10 +118,14 @@ async fn injected_exit_ends_the_process() -> anyhow::Result<()> {
 async fn fault_switch_is_absent_unless_enabled() -> anyhow::Result<()> {
     let db = MariaDb::start().await?;
     let cfg = db.write_config(1, "")?;
-    let text = std::fs::read_to_string(&cfg.path)?.replace("[emr.fault-injection]\nenabled = true", "");
+    let text =
+        std::fs::read_to_string(&cfg.path)?.replace("[emr.fault-injection]\nenabled = true", "");
     std::fs::write(&cfg.path, text)?;
     let emr = Emr::start(EMR.as_ref(), &cfg, 1).await?;
-    let resp = reqwest::Client::new().post(emr.url("/oscarbox/fault/hang")).send().await?;
+    let resp = reqwest::Client::new()
+        .post(emr.url("/oscarbox/fault/hang"))
+        .send()
+        .await?;
     assert_eq!(resp.status(), 404);
     Ok(())
 }

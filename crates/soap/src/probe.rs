@@ -41,6 +41,34 @@ pub fn judge(status: u16, body: &[u8]) -> ProbeAnswer {
     }
 }
 
+/// Sends the probe to `base_url` (`http://host:port` plus any context path such as `/oscar`)
+/// and judges the answer. The client's timeout is the probe's timeout.
+#[cfg(feature = "http-client")]
+pub async fn send(client: &reqwest::Client, base_url: &str) -> ProbeAnswer {
+    let resp = client
+        .post(format!("{base_url}{IS_ALIVE_PATH}"))
+        .header("content-type", "text/xml; charset=UTF-8")
+        .header("SOAPAction", "\"\"")
+        .body(IS_ALIVE_REQUEST)
+        .send()
+        .await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => {
+            return ProbeAnswer::NotAlive("no answer within the probe timeout".into())
+        }
+        Err(e) if e.is_connect() => {
+            return ProbeAnswer::NotAlive("connection refused or unreachable".into())
+        }
+        Err(e) => return ProbeAnswer::NotAlive(format!("request failed: {e}")),
+    };
+    let status = resp.status().as_u16();
+    match resp.bytes().await {
+        Ok(body) => judge(status, &body),
+        Err(e) => ProbeAnswer::NotAlive(format!("reading the answer failed: {e}")),
+    }
+}
+
 fn truncate(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],

@@ -380,18 +380,8 @@ impl Drop for Emr {
 
 /// One `isAlive` round trip: true only for the real answer.
 pub async fn is_alive(client: &reqwest::Client, addr: SocketAddr) -> bool {
-    let Ok(resp) = client
-        .post(format!("http://{addr}/ws/SystemInfoService"))
-        .header("content-type", "text/xml; charset=UTF-8")
-        .body(IS_ALIVE)
-        .send()
-        .await
-    else {
-        return false;
-    };
-    let status = resp.status().as_u16();
-    let body = resp.bytes().await.unwrap_or_default();
-    oscar_soap::probe::judge(status, &body) == oscar_soap::probe::ProbeAnswer::Alive
+    oscar_soap::probe::send(client, &format!("http://{addr}")).await
+        == oscar_soap::probe::ProbeAnswer::Alive
 }
 
 /// POSTs a SOAP envelope and returns the status and body.

@@ -1,0 +1,138 @@
+//! `oscarbox up` runs MariaDB and the EMR instances in the foreground, and SIGINT (Ctrl-C)
+//! stops all of it, leaving no process behind.
+
+use std::time::Duration;
+
+use oscarbox_test_harness::{free_port, free_ports, is_alive, Signal};
+use tokio::io::AsyncBufReadExt as _;
+
+const OSCARBOX: &str = env!("CARGO_BIN_EXE_oscarbox");
+
+fn descendants(pid: i32) -> Vec<i32> {
+    // Every process whose parent chain reaches `pid`, read from /proc.
+    let mut parents = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+            let ppid = after
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<i32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((p, ppid));
+            }
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let cur = found[i];
+        found.extend(parents.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+#[tokio::test]
+async fn up_runs_the_box_and_ctrl_c_stops_everything() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let base = free_ports(2);
+    let db_port = free_port();
+    let config = dir.path().join("box.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+[box]
+name = "uptest"
+profile = "dev"
+state-dir = "{d}/state"
+[emr]
+instances = 2
+base-port = {base}
+documents-dir = "{d}/documents"
+shutdown-grace = "3s"
+[database]
+endpoint = "127.0.0.1:{db_port}"
+[[database.nodes]]
+name = "db1"
+port = {db_port}
+data-dir = "{d}/db1"
+[proxy]
+https-ports = [{https}]
+http-port = {http}
+[backup]
+disk = "{d}/backup"
+require-mount = false
+"#,
+            d = dir.path().display(),
+            https = free_port(),
+            http = free_port(),
+        ),
+    )?;
+    let mut child = tokio::process::Command::new(OSCARBOX)
+        .arg("up")
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = i32::try_from(child.id().expect("running"))?;
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let announced = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = stdout.next_line().await? {
+            if line.contains("is up. Ctrl-C stops it.") {
+                return Ok::<_, std::io::Error>(true);
+            }
+        }
+        Ok(false)
+    })
+    .await??;
+    assert!(announced, "oscarbox up announced the box");
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    for port in [base, base + 1] {
+        assert!(
+            is_alive(&client, ([127, 0, 0, 1], port).into()).await,
+            "instance on {port}"
+        );
+    }
+    let children = descendants(pid);
+    assert!(
+        children.len() >= 3,
+        "mariadbd and two instances run under oscarbox up: {children:?}"
+    );
+    let secret = std::fs::metadata(dir.path().join("state/secrets/db-app.password"))?;
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&secret.permissions()) & 0o777,
+        0o600
+    );
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGINT)?;
+    let status = tokio::time::timeout(Duration::from_secs(90), child.wait()).await??;
+    assert!(status.success(), "oscarbox up exited with {status}");
+    for p in children {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "process {p} survived: {stat}"
+        );
+    }
+    for port in [base, base + 1, db_port] {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} was freed"
+        );
+    }
+    Ok(())
+}
