@@ -1,2 +1,191 @@
-//! placeholder
-fn main() {}
+//! `oscarbox-bench emr`: figures for one `oscar-emr` instance on a real MariaDB.
+//!
+//! - time from process start to its first `alive` (fresh database, then a restart);
+//! - idle RSS, and RSS after load;
+//! - `isAlive` throughput and latency percentiles under `wrk` (Debian's), which shares this
+//!   machine's cores with the server, so the figures are a floor.
+//!
+//! Prints a table; asserts nothing. Run it through `scripts/bench`, which builds in release.
+
+#![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use oscarbox_test_harness::{is_alive, Emr, EmrConfig, MariaDb, Signal, IS_ALIVE};
+
+fn beside_me(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("find this executable")?;
+    let p = exe.parent().context("executable directory")?.join(name);
+    std::fs::metadata(&p)
+        .with_context(|| format!("{} is not built; run scripts/bench", p.display()))?;
+    Ok(p)
+}
+
+/// Spawns an instance and measures the time until it first answers `alive`.
+async fn time_to_alive(binary: &Path, cfg: &EmrConfig) -> anyhow::Result<(Emr, Duration)> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()?;
+    let started = tokio::time::Instant::now();
+    let emr = Emr::spawn(binary, cfg, 1)?;
+    loop {
+        if is_alive(&client, emr.addr).await {
+            return Ok((emr, started.elapsed()));
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("no alive within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn rss_kib(pid: i32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS in /proc/PID/status")
+}
+
+#[derive(Debug, Default)]
+struct WrkFigures {
+    requests_per_sec: f64,
+    p50: String,
+    p99: String,
+    errors: String,
+}
+
+async fn wrk(
+    url: &str,
+    threads: u32,
+    connections: u32,
+    seconds: u32,
+) -> anyhow::Result<WrkFigures> {
+    let script = std::env::temp_dir().join(format!("oscarbox-bench-{}.lua", std::process::id()));
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"text/xml; charset=UTF-8\"\nwrk.body = [[{IS_ALIVE}]]\n"
+        ),
+    )?;
+    let out = tokio::process::Command::new("wrk")
+        .arg(format!("-t{threads}"))
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{seconds}s"))
+        .arg("--latency")
+        .arg("-s")
+        .arg(&script)
+        .arg(url)
+        .output()
+        .await
+        .context("run wrk (apt-get install wrk, or scripts/install-deps)")?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut f = WrkFigures {
+        errors: "none".into(),
+        ..WrkFigures::default()
+    };
+    for line in text.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            f.requests_per_sec = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = line.strip_prefix("50%") {
+            f.p50 = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("99%") {
+            f.p99 = v.trim().to_owned();
+        } else if line.starts_with("Non-2xx") || line.starts_with("Socket errors") {
+            f.errors = line.to_owned();
+        }
+    }
+    Ok(f)
+}
+
+async fn bench_emr() -> anyhow::Result<()> {
+    let binary = beside_me("oscar-emr")?;
+    let db = MariaDb::start().await?;
+    let cfg = db.write_config(1, "")?;
+
+    let (mut first, fresh) = time_to_alive(&binary, &cfg).await?;
+    first.signal(Signal::SIGTERM);
+    first.wait_exit(Duration::from_secs(10)).await?;
+    drop(first);
+    let mut restarts = Vec::new();
+    for _ in 0..5 {
+        let (mut e, t) = time_to_alive(&binary, &cfg).await?;
+        restarts.push(t);
+        e.signal(Signal::SIGTERM);
+        e.wait_exit(Duration::from_secs(10)).await?;
+    }
+    restarts.sort();
+    let (emr, _) = time_to_alive(&binary, &cfg).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = rss_kib(emr.pid())?;
+
+    let url = emr.url("/ws/SystemInfoService");
+    let mut runs = Vec::new();
+    for (threads, conns) in [(1, 32), (2, 64)] {
+        runs.push((threads, conns, wrk(&url, threads, conns, 10).await?));
+    }
+    let loaded = rss_kib(emr.pid())?;
+
+    println!(
+        "oscar-emr, one instance, this machine ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!("{:<44} {:>14}   {}", "figure", "ours", "target / anchor");
+    println!(
+        "{:<44} {:>11.0} ms   ≤ 1000 ms; stock OSCAR on Tomcat: minutes",
+        "start to first alive, fresh database",
+        fresh.as_secs_f64() * 1000.0
+    );
+    println!(
+        "{:<44} {:>11.0} ms   ≤ 1000 ms",
+        "start to first alive, restart (median of 5)",
+        restarts[2].as_secs_f64() * 1000.0
+    );
+    println!(
+        "{:<44} {:>11.1} MB   ≤ 30 MB; stock OSCAR: a JVM heap of 1 GB or more",
+        "idle RSS",
+        idle as f64 / 1024.0
+    );
+    for (t, c, f) in &runs {
+        println!(
+            "{:<44} {:>11.0} /s   ≥ 20000 /s",
+            format!("isAlive throughput (wrk -t{t} -c{c})"),
+            f.requests_per_sec
+        );
+        println!(
+            "{:<44} {:>14}",
+            format!("  p50 / p99 latency (wrk -t{t} -c{c})"),
+            format!("{} / {}", f.p50, f.p99)
+        );
+        println!(
+            "{:<44} {:>14}",
+            format!("  errors (wrk -t{t} -c{c})"),
+            f.errors
+        );
+    }
+    println!(
+        "{:<44} {:>11.1} MB",
+        "RSS after load",
+        loaded as f64 / 1024.0
+    );
+    println!();
+    println!("wrk runs on the same two cores as the server, so throughput is a floor.");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match std::env::args().nth(1).as_deref() {
+        Some("emr") | None => bench_emr().await,
+        Some(other) => bail!("unknown benchmark {other:?}: expected `emr`"),
+    }
+}

@@ -99,10 +99,15 @@ async fn serve(
     tracing::info!(%addr, "serving");
 
     tokio::select! {
+        biased;
         () = shutdown.cancelled() => {}
         result = &mut server => {
             result.context("join the HTTP server task")?.context("serve HTTP")?;
-            anyhow::bail!("the HTTP server stopped without being asked to");
+            // The server ends on its own only after a shutdown request began draining it.
+            anyhow::ensure!(shutdown.is_cancelled(), "the HTTP server stopped without being asked to");
+            tracing::info!("stopped after finishing in-flight requests");
+            db.close().await;
+            return Ok(());
         }
     }
     let grace = config.emr.shutdown_grace;
