@@ -139,7 +139,7 @@ async fn bench_emr() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
-    println!("{:<44} {:>14}   {}", "figure", "ours", "target / anchor");
+    println!("{:<44} {:>14}   target / anchor", "figure", "ours");
     println!(
         "{:<44} {:>11.0} ms   ≤ 1000 ms; stock OSCAR on Tomcat: minutes",
         "start to first alive, fresh database",

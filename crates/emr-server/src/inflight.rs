@@ -43,7 +43,8 @@ impl Drop for Guard<'_> {
 }
 
 impl Inflight {
-    pub fn len(&self) -> usize {
+    /// How many requests are in flight now.
+    pub fn count(&self) -> usize {
         self.requests.lock().expect("registry lock").len()
     }
 

@@ -115,7 +115,7 @@ async fn serve(
         Ok(_) => tracing::info!("stopped after finishing in-flight requests"),
         Err(_) => {
             tracing::warn!(
-                still_running = state.inflight.len(),
+                still_running = state.inflight.count(),
                 ?grace,
                 "requests still running after the grace period; stopping anyway"
             );
