@@ -216,7 +216,10 @@ pub struct Emr {
 impl Emr {
     /// Starts instance `instance` of `config` without waiting for it. Its log lines are echoed
     /// to the test's stderr, which the test runner shows only for a failing test.
-    #[expect(clippy::print_stderr, reason = "the test runner captures stderr per test")]
+    #[expect(
+        clippy::print_stderr,
+        reason = "the test runner captures stderr per test"
+    )]
     pub fn spawn(binary: &Path, config: &EmrConfig, instance: u32) -> anyhow::Result<Emr> {
         let spec = ChildSpec::new(format!("emr-{instance}"), binary)
             .arg("--config")

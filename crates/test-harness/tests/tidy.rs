@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
@@ -33,7 +35,11 @@ fn every_rust_file_starts_with_a_module_doc() {
         })
         .map(|p| p.display().to_string())
         .collect();
-    assert!(missing.is_empty(), "start these files with a `//!` line saying what they are:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "start these files with a `//!` line saying what they are:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
@@ -46,7 +52,10 @@ fn served_wsdls_are_the_reference_captures() {
     for path in ours {
         let name = path.file_name().expect("a file name");
         let original = std::fs::read_to_string(reference.join(name)).unwrap_or_else(|e| {
-            panic!("read the reference {} (shared/ must sit beside the repository): {e}", name.to_string_lossy())
+            panic!(
+                "read the reference {} (shared/ must sit beside the repository): {e}",
+                name.to_string_lossy()
+            )
         });
         assert_eq!(
             std::fs::read_to_string(&path).expect("read our copy"),
