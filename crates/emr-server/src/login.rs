@@ -174,9 +174,8 @@ async fn authenticate(
         )
         .await?;
     let Some((security_no, stored, provider_no, expired, db_now)) = row else {
-        let dummy = DUMMY_HASH.clone();
         let pw = password.to_owned();
-        let _ = tokio::task::spawn_blocking(move || auth::verify_password(&dummy, &pw)).await;
+        let _ = tokio::task::spawn_blocking(move || auth::verify_password(&DUMMY_HASH, &pw)).await;
         return Ok(None);
     };
     let failures = load_failures(&mut conn, user).await?;

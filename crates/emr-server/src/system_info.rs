@@ -64,6 +64,39 @@ mod tests {
         s.parse().expect("a valid zoned time")
     }
 
+    fn request(op: &str) -> Request {
+        let body = format!(
+            r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:ws="http://ws.oscarehr.org/"><soapenv:Body><ws:{op}/></soapenv:Body></soapenv:Envelope>"#
+        );
+        oscar_soap::parse_request(body.as_bytes(), oscar_soap::Limits::default()).expect("valid")
+    }
+
+    /// Every operation, byte for byte against the reference envelopes (§1.3), at the
+    /// reference's instant in the reference's zone.
+    #[test]
+    fn every_operation_matches_the_reference_envelope() {
+        let now = at("2026-11-23T02:24:55.469-05:00[America/Toronto]");
+        let frame = |op: &str, value: &str| {
+            format!(
+                r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns2:{op}Response xmlns:ns2="http://ws.oscarehr.org/"><return>{value}</return></ns2:{op}Response></soap:Body></soap:Envelope>"#
+            )
+        };
+        let cases = [
+            ("isAlive", "alive"),
+            ("getServerTime", "2026-11-23T02:24:55.469-05:00"),
+            ("getServerTimeGmtOffset", "-18000000"),
+            ("getMaxListReturnSize", "5000"),
+            ("helloWorld", "Hello World! the configuration works! and your client works! :) Mon Nov 23 02:24:55 EST 2026"),
+        ];
+        for (op, value) in cases {
+            assert_eq!(handle(&request(op), &now), Ok(frame(op, value)), "{op}");
+        }
+        assert!(matches!(
+            handle(&request("shutdown"), &now),
+            Err(Fault::Client(_))
+        ));
+    }
+
     #[test]
     fn formats_dates_as_jaxb_and_java_do() {
         let t = at("2026-11-23T02:24:55.469-05:00[America/Toronto]");

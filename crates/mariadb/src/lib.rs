@@ -53,10 +53,21 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
+    /// The node's own temporary directory, beside its data directory. Sharing `/tmp` between
+    /// servers lets concurrent bootstraps collide on temporary table names.
+    pub fn tmp_dir(&self) -> PathBuf {
+        let name = self
+            .data_dir
+            .file_name()
+            .map_or_else(|| "mariadb".into(), |n| n.to_string_lossy().into_owned());
+        self.data_dir.with_file_name(format!("{name}.tmp"))
+    }
+
     fn common_args(&self) -> Vec<String> {
         let mut args = vec![
             "--no-defaults".to_owned(),
             format!("--datadir={}", self.data_dir.display()),
+            format!("--tmpdir={}", self.tmp_dir().display()),
             "--character-set-server=utf8mb4".to_owned(),
             "--collation-server=utf8mb4_general_ci".to_owned(),
             "--default-storage-engine=InnoDB".to_owned(),
@@ -97,6 +108,7 @@ pub async fn init_data_dir(spec: &NodeSpec) -> Result<bool, Error> {
         return Ok(false);
     }
     std::fs::create_dir_all(&spec.data_dir)?;
+    std::fs::create_dir_all(spec.tmp_dir())?;
     let program = which("mariadb-install-db")?;
     let mut args = spec.common_args();
     args.extend([
@@ -125,6 +137,7 @@ pub async fn start(spec: &NodeSpec, timeout: Duration) -> Result<Child, Error> {
     if let Some(dir) = spec.socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    std::fs::create_dir_all(spec.tmp_dir())?;
     let mut args = spec.common_args();
     args.extend([
         format!("--port={}", spec.port),
