@@ -1,9 +1,13 @@
-//! `oscarbox-bench emr`: figures for one `oscar-emr` instance on a real MariaDB.
+//! `oscarbox-bench emr|watchdog`: figures that the issues set targets for.
 //!
+//! `emr`: one `oscar-emr` instance on a real MariaDB:
 //! - time from process start to its first `alive` (fresh database, then a restart);
 //! - idle RSS, and RSS after load;
 //! - `isAlive` throughput and latency percentiles under `wrk` (Debian's), which shares this
 //!   machine's cores with the server, so the figures are a floor.
+//!
+//! `watchdog`: over 20 trials, the time from a hang (SIGSTOP) of one of three instances to the
+//! watchdog's detection, and to a healthy replacement, with the shipped probe settings.
 //!
 //! Prints a table; asserts nothing. Run it through `scripts/bench`, which builds in release.
 
@@ -13,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use oscarbox_test_harness::{is_alive, Emr, EmrConfig, MariaDb, Signal, IS_ALIVE};
+use oscarbox_test_harness::{is_alive, Emr, EmrConfig, MariaDb, Signal, Watchdog, IS_ALIVE};
 
 fn beside_me(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("find this executable")?;
@@ -182,10 +186,92 @@ async fn bench_emr() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+async fn bench_watchdog() -> anyhow::Result<()> {
+    const TRIALS: usize = 20;
+    let oscarbox = beside_me("oscarbox")?;
+    beside_me("oscar-emr")?;
+    let db = MariaDb::start().await?;
+    // The shipped probe settings (config/box.toml's defaults).
+    let cfg = db.write_config(3, "")?;
+    let wd = Watchdog::start(&oscarbox, &cfg)?;
+    let all_healthy =
+        |s: &oscarbox_test_harness::WatchdogStatus| s.workers.iter().all(|w| w.state == "healthy");
+    wd.wait_until(Duration::from_secs(60), "all healthy", all_healthy)
+        .await?;
+    let mut detect = Vec::new();
+    let mut replace = Vec::new();
+    for trial in 0..TRIALS {
+        let instance = trial % 3;
+        let before = wd.status().await?;
+        let pid = before.workers[instance].pid.context("a running instance")?;
+        let stopped_at = tokio::time::Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGSTOP,
+        )?;
+        let mut detected = None;
+        loop {
+            let s = wd.status().await?;
+            let w = &s.workers[instance];
+            if detected.is_none() && (w.state == "hung" || w.pid != Some(pid)) {
+                detected = Some(stopped_at.elapsed());
+            }
+            if w.state == "healthy" && w.pid != Some(pid) {
+                break;
+            }
+            if stopped_at.elapsed() > Duration::from_secs(60) {
+                bail!("trial {trial}: no replacement within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let total = stopped_at.elapsed();
+        let d = detected.unwrap_or(total);
+        detect.push(d);
+        replace.push(total - d);
+        wd.wait_until(Duration::from_secs(60), "all healthy", all_healthy)
+            .await?;
+    }
+    detect.sort();
+    replace.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("watchdog, {TRIALS} SIGSTOP trials over three oscar-emr instances, probe every 500 ms, timeout 1 s");
+    println!();
+    println!(
+        "{:<44} {:>8} {:>8} {:>8}   target / anchor",
+        "figure", "median", "p95", "max"
+    );
+    println!(
+        "{:<44} {:>5.0} ms {:>5.0} ms {:>5.0} ms   ≤ 2000 ms median; Kubernetes liveness defaults ~30 s, HAProxy defaults ~6 s, monit ≥ 30 s",
+        "hang to detection",
+        ms(percentile(&detect, 0.5)),
+        ms(percentile(&detect, 0.95)),
+        ms(percentile(&detect, 1.0))
+    );
+    println!(
+        "{:<44} {:>5.0} ms {:>5.0} ms {:>5.0} ms   ≤ 3000 ms",
+        "detection to healthy replacement",
+        ms(percentile(&replace, 0.5)),
+        ms(percentile(&replace, 0.95)),
+        ms(percentile(&replace, 1.0))
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
-        Some("emr") | None => bench_emr().await,
-        Some(other) => bail!("unknown benchmark {other:?}: expected `emr`"),
+        Some("emr") => bench_emr().await,
+        Some("watchdog") => bench_watchdog().await,
+        None => {
+            bench_emr().await?;
+            println!();
+            bench_watchdog().await
+        }
+        Some(other) => bail!("unknown benchmark {other:?}: expected `emr` or `watchdog`"),
     }
 }

@@ -14,7 +14,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use raw::RawConfig;
 pub use typed::{
     BackupConfig, BoxConfig, Config, DatabaseConfig, DbNode, EmrConfig, FaultInjection, Profile,
-    ProxyConfig,
+    ProxyConfig, WatchdogConfig, WorkerKind,
 };
 
 use std::path::Path;

@@ -13,6 +13,7 @@ pub struct RawConfig {
     #[serde(rename = "box")]
     pub box_: RawBox,
     pub emr: RawEmr,
+    pub watchdog: RawWatchdog,
     pub database: RawDatabase,
     pub proxy: RawProxy,
     pub backup: RawBackup,
@@ -48,6 +49,15 @@ impl Default for RawBox {
 pub struct RawEmr {
     /// The worker's program; `oscar-emr` is looked up beside `oscarbox`, then on `PATH`.
     pub command: String,
+    /// Its arguments; `{config}`, `{instance}` and `{port}` are replaced per instance.
+    pub args: Vec<String>,
+    /// Extra environment variables for the worker.
+    pub env: std::collections::BTreeMap<String, String>,
+    /// `oscar-emr`, `jvm` (stock OSCAR on Tomcat: thread dumps, GC-aware patience) or `process`.
+    pub kind: String,
+    /// Where the worker answers SOAP `isAlive`: `/ws/SystemInfoService` for ours,
+    /// `/oscar/ws/SystemInfoService` for stock OSCAR.
+    pub probe_path: String,
     pub instances: i64,
     pub listen_address: String,
     /// Instance N (from 1) listens on `base-port + N - 1`.
@@ -68,6 +78,12 @@ impl Default for RawEmr {
     fn default() -> Self {
         RawEmr {
             command: "oscar-emr".into(),
+            args: ["--config", "{config}", "--instance", "{instance}"]
+                .map(String::from)
+                .to_vec(),
+            env: std::collections::BTreeMap::new(),
+            kind: "oscar-emr".into(),
+            probe_path: "/ws/SystemInfoService".into(),
             instances: 2,
             listen_address: "127.0.0.1".into(),
             base_port: 8081,
@@ -79,6 +95,53 @@ impl Default for RawEmr {
             db_pool_max: 16,
             db_connect_timeout: "5s".into(),
             fault_injection: RawFaultInjection::default(),
+        }
+    }
+}
+
+/// How the watchdog supervises the workers.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawWatchdog {
+    pub probe_interval: String,
+    pub probe_timeout: String,
+    /// Consecutive failed probes that make a started worker hung.
+    pub failure_threshold: i64,
+    /// Time a new process gets to answer its first probe (stock OSCAR on Tomcat: minutes).
+    pub startup_budget: String,
+    /// The most extra time a JVM worker gets while it is collecting garbage.
+    pub gc_max_extension: String,
+    /// How long to wait for a thread or task dump before stopping a hung worker.
+    pub dump_wait: String,
+    /// Between SIGTERM and SIGKILL when stopping a worker.
+    pub stop_grace: String,
+    pub backoff_initial: String,
+    pub backoff_max: String,
+    /// This many restarts within `crash-loop-window` is a crash loop.
+    pub crash_loop_restarts: i64,
+    pub crash_loop_window: String,
+    /// How often a crash-looping worker is still tried.
+    pub failed_retry_interval: String,
+    /// Restart a worker whose resident memory exceeds this many MiB (0: no ceiling).
+    pub memory_ceiling_mib: i64,
+}
+
+impl Default for RawWatchdog {
+    fn default() -> Self {
+        RawWatchdog {
+            probe_interval: "500ms".into(),
+            probe_timeout: "1s".into(),
+            failure_threshold: 2,
+            startup_budget: "60s".into(),
+            gc_max_extension: "30s".into(),
+            dump_wait: "5s".into(),
+            stop_grace: "10s".into(),
+            backoff_initial: "1s".into(),
+            backoff_max: "60s".into(),
+            crash_loop_restarts: 5,
+            crash_loop_window: "5m".into(),
+            failed_retry_interval: "5m".into(),
+            memory_ceiling_mib: 0,
         }
     }
 }

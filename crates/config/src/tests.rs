@@ -143,3 +143,53 @@ fn database_endpoint_must_be_loopback() {
     );
     assert!(errors(&text).contains("database.endpoint: the database endpoint must be on loopback"));
 }
+
+#[test]
+fn worker_arguments_expand_their_placeholders() {
+    let text = format!("{MINIMAL}[emr]\nbase-port = 9000\nargs = [\"--config\", \"{{config}}\", \"-p{{port}}\", \"--instance={{instance}}\"]\n");
+    let cfg = parse("test.toml", &text).expect("valid");
+    assert_eq!(
+        cfg.emr.worker_args(Path::new("/etc/oscarbox/box.toml"), 2),
+        [
+            "--config",
+            "/etc/oscarbox/box.toml",
+            "-p9001",
+            "--instance=2"
+        ]
+    );
+    let bad = format!(
+        "{MINIMAL}[emr]\nargs = [\"{{conf}}\"]\nkind = \"tomcat\"\nprobe-path = \"oscar/ws\"\n"
+    );
+    let msg = errors(&bad);
+    assert!(msg.contains("test.toml:10: emr.kind: expected \"oscar-emr\", \"jvm\" or \"process\", found \"tomcat\""), "{msg}");
+    assert!(
+        msg.contains("test.toml:11: emr.probe-path: expected a path starting with '/'"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(
+            "emr.args[0]: unknown placeholder {conf}: expected {config}, {instance} or {port}"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn watchdog_settings_are_typed() {
+    let text = format!("{MINIMAL}[watchdog]\nprobe-interval = \"250ms\"\nmemory-ceiling-mib = 512\nfailure-threshold = 0\n");
+    assert_eq!(
+        errors(&text),
+        "test.toml:11: watchdog.failure-threshold: expected a whole number from 1 to 100, found 0"
+    );
+    let cfg = parse(
+        "test.toml",
+        &format!("{MINIMAL}[watchdog]\nprobe-interval = \"250ms\"\nmemory-ceiling-mib = 512\n"),
+    )
+    .expect("valid");
+    assert_eq!(
+        cfg.watchdog.probe_interval,
+        std::time::Duration::from_millis(250)
+    );
+    assert_eq!(cfg.watchdog.memory_ceiling, Some(512 * 1024 * 1024));
+    assert!(cfg.watchdog.control_socket.ends_with("run/watchdog.sock"));
+}

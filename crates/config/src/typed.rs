@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::raw::{
     RawAlerts, RawBackup, RawBox, RawConfig, RawDatabase, RawDbNode, RawEmr, RawFaultInjection,
-    RawProxy,
+    RawProxy, RawWatchdog,
 };
 
 /// Whether this is the real appliance or a developer's or test machine.
@@ -22,6 +22,7 @@ pub enum Profile {
 pub struct Config {
     pub box_: BoxConfig,
     pub emr: EmrConfig,
+    pub watchdog: WatchdogConfig,
     pub database: DatabaseConfig,
     pub proxy: ProxyConfig,
     pub backup: BackupConfig,
@@ -39,6 +40,10 @@ pub struct BoxConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmrConfig {
     pub command: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub kind: WorkerKind,
+    pub probe_path: String,
     pub instances: NonZeroU32,
     pub listen_address: IpAddr,
     pub base_port: u16,
@@ -53,6 +58,19 @@ pub struct EmrConfig {
 }
 
 impl EmrConfig {
+    /// The worker's arguments for instance `n`, placeholders replaced.
+    pub fn worker_args(&self, config_path: &std::path::Path, n: u32) -> Vec<String> {
+        let port = self.instance_addr(n).map_or(0, |a| a.port());
+        self.args
+            .iter()
+            .map(|a| {
+                a.replace("{config}", &config_path.display().to_string())
+                    .replace("{instance}", &n.to_string())
+                    .replace("{port}", &port.to_string())
+            })
+            .collect()
+    }
+
     /// The address instance `n` (1-based) listens on, if `n` is configured.
     pub fn instance_addr(&self, n: u32) -> Option<SocketAddr> {
         if n == 0 || n > self.instances.get() {
@@ -61,6 +79,38 @@ impl EmrConfig {
         let port = u16::try_from(u32::from(self.base_port) + n - 1).ok()?;
         Some(SocketAddr::new(self.listen_address, port))
     }
+}
+
+/// What sort of program a worker is, which decides how it is diagnosed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerKind {
+    /// Ours: SIGQUIT logs a task dump ending in `task dump: end`.
+    OscarEmr,
+    /// A JVM (stock OSCAR on Tomcat): SIGQUIT writes a thread dump; GC pauses are read from
+    /// its hsperfdata counters.
+    Jvm,
+    /// Anything else: no diagnostic.
+    Process,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchdogConfig {
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub failure_threshold: NonZeroU32,
+    pub startup_budget: Duration,
+    pub gc_max_extension: Duration,
+    pub dump_wait: Duration,
+    pub stop_grace: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub crash_loop_restarts: NonZeroU32,
+    pub crash_loop_window: Duration,
+    pub failed_retry_interval: Duration,
+    /// Bytes; `None` when there is no ceiling.
+    pub memory_ceiling: Option<u64>,
+    /// The control socket `oscarbox status` talks to (mode 0600).
+    pub control_socket: PathBuf,
 }
 
 /// Test-only behaviour switches; see `oscar-emr`'s fault module.
@@ -216,6 +266,7 @@ impl RawConfig {
             version,
             box_,
             emr,
+            watchdog,
             database,
             proxy,
             backup,
@@ -261,6 +312,10 @@ impl RawConfig {
 
         let RawEmr {
             command,
+            args,
+            env,
+            kind,
+            probe_path,
             instances,
             listen_address,
             base_port,
@@ -301,8 +356,45 @@ impl RawConfig {
                 "fault injection is for development and tests only; remove it, or set box.profile = \"dev\" on a machine that holds no patient data",
             );
         }
+        let kind = match kind.as_str() {
+            "oscar-emr" => WorkerKind::OscarEmr,
+            "jvm" => WorkerKind::Jvm,
+            "process" => WorkerKind::Process,
+            other => {
+                c.err(
+                    "emr.kind",
+                    format!("expected \"oscar-emr\", \"jvm\" or \"process\", found {other:?}"),
+                );
+                WorkerKind::Process
+            }
+        };
+        if !probe_path.starts_with('/') {
+            c.err(
+                "emr.probe-path",
+                format!("expected a path starting with '/', such as \"/oscar/ws/SystemInfoService\", found {probe_path:?}"),
+            );
+        }
+        for (i, a) in args.iter().enumerate() {
+            let mut rest = a.as_str();
+            while let Some(open) = rest.find('{') {
+                let after = &rest[open + 1..];
+                let Some(close) = after.find('}') else { break };
+                let name = &after[..close];
+                if !matches!(name, "config" | "instance" | "port") {
+                    c.err(
+                        &format!("emr.args[{i}]"),
+                        format!("unknown placeholder {{{name}}}: expected {{config}}, {{instance}} or {{port}}"),
+                    );
+                }
+                rest = &after[close + 1..];
+            }
+        }
         let emr = EmrConfig {
             command,
+            args,
+            env: env.into_iter().collect(),
+            kind,
+            probe_path,
             instances,
             listen_address: c.ip("emr.listen-address", &listen_address),
             base_port,
@@ -314,6 +406,54 @@ impl RawConfig {
             db_pool_max: c.nonzero("emr.db-pool-max", db_pool_max, 1000),
             db_connect_timeout: c.duration("emr.db-connect-timeout", &db_connect_timeout),
             fault_injection: FaultInjection { enabled: faults },
+        };
+
+        let RawWatchdog {
+            probe_interval,
+            probe_timeout,
+            failure_threshold,
+            startup_budget,
+            gc_max_extension,
+            dump_wait,
+            stop_grace,
+            backoff_initial,
+            backoff_max,
+            crash_loop_restarts,
+            crash_loop_window,
+            failed_retry_interval,
+            memory_ceiling_mib,
+        } = watchdog;
+        let memory_ceiling = match u64::try_from(memory_ceiling_mib) {
+            Ok(0) => None,
+            Ok(mib) => Some(mib * 1024 * 1024),
+            Err(_) => {
+                c.err(
+                    "watchdog.memory-ceiling-mib",
+                    format!("expected 0 (no ceiling) or a size in MiB, found {memory_ceiling_mib}"),
+                );
+                None
+            }
+        };
+        let watchdog = WatchdogConfig {
+            probe_interval: c.duration("watchdog.probe-interval", &probe_interval),
+            probe_timeout: c.duration("watchdog.probe-timeout", &probe_timeout),
+            failure_threshold: c.nonzero("watchdog.failure-threshold", failure_threshold, 100),
+            startup_budget: c.duration("watchdog.startup-budget", &startup_budget),
+            gc_max_extension: c.duration("watchdog.gc-max-extension", &gc_max_extension),
+            dump_wait: c.duration("watchdog.dump-wait", &dump_wait),
+            stop_grace: c.duration("watchdog.stop-grace", &stop_grace),
+            backoff_initial: c.duration("watchdog.backoff-initial", &backoff_initial),
+            backoff_max: c.duration("watchdog.backoff-max", &backoff_max),
+            crash_loop_restarts: c.nonzero(
+                "watchdog.crash-loop-restarts",
+                crash_loop_restarts,
+                1000,
+            ),
+            crash_loop_window: c.duration("watchdog.crash-loop-window", &crash_loop_window),
+            failed_retry_interval: c
+                .duration("watchdog.failed-retry-interval", &failed_retry_interval),
+            memory_ceiling,
+            control_socket: box_.state_dir.join("run").join("watchdog.sock"),
         };
 
         let RawDatabase {
@@ -490,6 +630,7 @@ impl RawConfig {
             Ok(Config {
                 box_,
                 emr,
+                watchdog,
                 database,
                 proxy,
                 backup,

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use oscarbox_common::EX_USAGE;
 
 mod check_config;
+mod control;
 mod up;
 
 #[derive(Debug, Parser)]
@@ -26,12 +27,40 @@ enum Command {
         /// The file to check; without it, the embedded development default.
         file: Option<PathBuf>,
     },
-    /// Run the whole box in the foreground (MariaDB and the EMR instances); Ctrl-C stops it.
+    /// Run the whole box in the foreground (MariaDB, the watchdog and its EMR instances);
+    /// Ctrl-C stops it.
     Up {
         /// The box configuration; without it, the embedded development default.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Run the watchdog: start the EMR instances, probe them, heal hung ones (systemd runs
+    /// this as a Type=notify service).
+    Watchdog {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Show every EMR instance: state, pid, uptime, restarts, last probe, and why.
+    Status {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the status document as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Act on the EMR instances.
+    Workers {
+        #[command(subcommand)]
+        action: WorkersAction,
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkersAction {
+    /// Restart the instances one at a time, each after its replacement is healthy (upgrades).
+    Restart,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +77,12 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::CheckConfig { file } => check_config::run(file.as_deref()),
-        Command::Up { config } => up::run(config.as_deref()),
+        Command::Up { config } => up::run(config.as_deref(), up::Mode::Up),
+        Command::Watchdog { config } => up::run(config.as_deref(), up::Mode::WatchdogOnly),
+        Command::Status { config, json } => control::status(config.as_deref(), json),
+        Command::Workers {
+            action: WorkersAction::Restart,
+            config,
+        } => control::restart_workers(config.as_deref()),
     }
 }

@@ -1,9 +1,10 @@
-//! `oscarbox up`: the whole box in the foreground, for development and demos.
+//! `oscarbox up` and `oscarbox watchdog`.
 //!
-//! Starts MariaDB (the first configured node), bootstraps the EMR's account, starts every EMR
-//! instance, waits until each answers `isAlive`, and prints where to reach them. Ctrl-C stops
-//! everything in order: the instances first (they drain), then MariaDB. Restarting failed
-//! children is the watchdog's job; here an exit is reported.
+//! `up` runs the whole box in the foreground, for development and demos: MariaDB (the first
+//! configured node), the EMR's account, and the watchdog with its instances; it prints where to
+//! reach them once each answers `isAlive`. Ctrl-C stops everything in order: the watchdog and
+//! its instances first (they drain), then MariaDB. `watchdog` runs only the watchdog, as
+//! systemd does on the appliance.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,14 +16,22 @@ use oscar_soap::probe::{self, ProbeAnswer};
 use oscarbox_common::EX_USAGE;
 use oscarbox_config::{Config, Profile};
 use oscarbox_mariadb::NodeSpec;
-use oscarbox_supervisor::{Child, ChildSpec, Output};
 use tokio_util::sync::CancellationToken;
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// MariaDB and the watchdog with its instances.
+    Up,
+    /// The watchdog with its instances.
+    WatchdogOnly,
+}
 
 #[expect(
     clippy::print_stderr,
     reason = "errors before logging exists go to stderr"
 )]
-pub fn run(config_path: Option<&Path>) -> ExitCode {
+pub fn run(config_path: Option<&Path>, mode: Mode) -> ExitCode {
     let config = match config_path {
         Some(p) => oscarbox_config::load(p),
         None => Ok(oscarbox_config::dev_default()),
@@ -45,7 +54,18 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(up(config, config_path.map(Path::to_path_buf)));
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        oscarbox_common::cancel_on_signals(shutdown.clone()).context("install signal handlers")?;
+        let config_path = match config_path {
+            Some(p) => absolute(p)?,
+            None => materialize_default(&config)?,
+        };
+        match mode {
+            Mode::Up => up(config, config_path, shutdown).await,
+            Mode::WatchdogOnly => oscarbox_watchdog::run(config, config_path, shutdown).await,
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -55,29 +75,26 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     }
 }
 
-/// The `oscar-emr` program: beside this executable first (a cargo build or an installed
-/// package puts them together), else the configured command as given (looked up on `PATH`).
-fn emr_program(command: &str) -> PathBuf {
-    if command == "oscar-emr" {
-        if let Some(beside) = std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(|d| d.join("oscar-emr")))
-            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
-        {
-            return beside;
-        }
-    }
-    PathBuf::from(command)
+/// The workers are given a config file as `{config}`; for the embedded default, that is a copy
+/// of it in the state directory.
+fn materialize_default(config: &Config) -> anyhow::Result<PathBuf> {
+    let dir = absolute(&config.box_.state_dir)?.join("run");
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let path = dir.join("dev.toml");
+    std::fs::write(&path, oscarbox_config::DEV_TOML)
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
 }
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("resolve {}", p.display()))
 }
 
-async fn up(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    oscarbox_common::cancel_on_signals(shutdown.clone()).context("install signal handlers")?;
-
+async fn up(
+    config: Arc<Config>,
+    config_path: PathBuf,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let node = config
         .database
         .nodes
@@ -119,7 +136,7 @@ async fn up(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Result
         .context("start MariaDB")?;
     tracing::info!(node = %spec.name, port = spec.port, log = %spec.log_file.display(), "MariaDB is up");
 
-    let result = run_instances(&config, config_path.as_deref(), &spec, &shutdown).await;
+    let result = run_box(Arc::clone(&config), config_path, &spec, &shutdown).await;
 
     tracing::info!("stopping MariaDB");
     match mariadb.terminate(Duration::from_secs(60)).await {
@@ -136,9 +153,9 @@ fn set_private(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("make {} private", dir.display()))
 }
 
-async fn run_instances(
-    config: &Config,
-    config_path: Option<&Path>,
+async fn run_box(
+    config: Arc<Config>,
+    config_path: PathBuf,
     spec: &NodeSpec,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -158,75 +175,56 @@ async fn run_instances(
     .await
     .context("create the EMR database and account")?;
 
-    let program = emr_program(&config.emr.command);
-    let mut instances: Vec<(u32, Child)> = Vec::new();
-    for n in 1..=config.emr.instances.get() {
-        let mut child_spec = ChildSpec::new(format!("emr-{n}"), &program).output(Output::Inherit);
-        if let Some(p) = config_path {
-            child_spec = child_spec.arg("--config").arg(absolute(p)?);
+    // The watchdog stops (and stops its instances) before MariaDB does.
+    let watchdog_token = shutdown.child_token();
+    let mut watchdog = tokio::spawn(oscarbox_watchdog::run(
+        Arc::clone(&config),
+        config_path,
+        watchdog_token.clone(),
+    ));
+    tokio::select! {
+        () = announce_when_ready(&config, shutdown) => {}
+        result = &mut watchdog => {
+            return result.context("join the watchdog")?.context("run the watchdog");
         }
-        child_spec = child_spec.arg("--instance").arg(n.to_string());
-        let child = Child::spawn(&child_spec)
-            .with_context(|| format!("start {} (instance {n})", program.display()))?;
-        instances.push((n, child));
     }
-
-    let result = supervise(config, &mut instances, shutdown).await;
-
-    tracing::info!("stopping the EMR instances");
-    let grace = config.emr.shutdown_grace + Duration::from_secs(2);
-    let stops = instances.iter_mut().map(|(n, child)| async move {
-        match child.terminate(grace).await {
-            Ok((_, true)) => tracing::warn!(instance = *n, "instance had to be killed"),
-            Ok((status, false)) => tracing::info!(instance = *n, %status, "instance stopped"),
-            Err(e) => tracing::warn!(instance = *n, "failed to stop the instance: {e}"),
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        result = &mut watchdog => {
+            result.context("join the watchdog")?.context("run the watchdog")?;
+            bail!("the watchdog stopped without being asked to");
         }
-    });
-    for stop in stops {
-        stop.await;
     }
-    result
+    watchdog_token.cancel();
+    watchdog.await.context("join the watchdog")?
 }
 
-/// Waits until every instance answers, reports where to reach them, then watches until asked
-/// to stop.
-async fn supervise(
-    config: &Config,
-    instances: &mut [(u32, Child)],
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
+/// Prints where to reach the box once every instance answers, or returns on shutdown.
+async fn announce_when_ready(config: &Config, shutdown: &CancellationToken) {
+    let Ok(client) = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
-        .context("build the HTTP client")?;
-    let mut ready = vec![false; instances.len()];
-    let mut announced = false;
-    let mut exited = vec![false; instances.len()];
+    else {
+        return;
+    };
     loop {
-        for (i, (n, child)) in instances.iter_mut().enumerate() {
-            if !exited[i] {
-                if let Some(status) = child.try_wait().context("check an instance")? {
-                    exited[i] = true;
-                    tracing::error!(instance = *n, %status, "instance exited; `oscarbox up` does not restart instances (the watchdog does)");
-                }
-            }
-            if !ready[i] && !exited[i] {
-                let addr = config
-                    .emr
-                    .instance_addr(*n)
-                    .expect("instances are numbered from the config");
-                ready[i] = alive(&client, addr).await;
+        let mut all = true;
+        for n in 1..=config.emr.instances.get() {
+            let addr = config
+                .emr
+                .instance_addr(n)
+                .expect("instances are numbered from the config");
+            if !alive(&client, addr).await {
+                all = false;
+                break;
             }
         }
-        if exited.iter().all(|e| *e) {
-            bail!("every EMR instance has exited");
-        }
-        if !announced && ready.iter().zip(&exited).all(|(r, e)| *r || *e) {
-            announced = true;
+        if all {
             announce(config);
+            return;
         }
         tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
@@ -252,5 +250,6 @@ fn announce(config: &Config) {
             );
         }
     }
+    println!("  `oscarbox status` shows the watchdog's view of them.");
     println!("  The HTTPS proxy in front of them is not part of this build yet.\n");
 }

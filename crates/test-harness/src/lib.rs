@@ -16,6 +16,7 @@ use oscarbox_supervisor::{Child, ChildSpec, Output};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 pub use nix::sys::signal::Signal;
+pub use oscarbox_watchdog_api::Status as WatchdogStatus;
 
 pub use oscar_soap::probe::IS_ALIVE_REQUEST as IS_ALIVE;
 
@@ -105,6 +106,17 @@ impl MariaDb {
     /// A config file for `instances` EMR instances against this database. `extra` is appended
     /// verbatim (more TOML sections).
     pub fn write_config(&self, instances: u32, extra: &str) -> anyhow::Result<EmrConfig> {
+        self.write_config_with(instances, "", extra)
+    }
+
+    /// As [`MariaDb::write_config`], with `emr` lines added to the `[emr]` section (a different
+    /// worker command, arguments, probe path or kind).
+    pub fn write_config_with(
+        &self,
+        instances: u32,
+        emr: &str,
+        extra: &str,
+    ) -> anyhow::Result<EmrConfig> {
         let base_port = free_ports(u16::try_from(instances).context("instance count")?);
         let path = self.dir.path().join(format!("box-{base_port}.toml"));
         let text = format!(
@@ -122,6 +134,7 @@ documents-dir = "{docs}"
 shutdown-grace = "5s"
 login-max-failures = 3
 login-lockout = "10m"
+{emr}
 
 [emr.fault-injection]
 enabled = true
@@ -216,10 +229,6 @@ pub struct Emr {
 impl Emr {
     /// Starts instance `instance` of `config` without waiting for it. Its log lines are echoed
     /// to the test's stderr, which the test runner shows only for a failing test.
-    #[expect(
-        clippy::print_stderr,
-        reason = "the test runner captures stderr per test"
-    )]
     pub fn spawn(binary: &Path, config: &EmrConfig, instance: u32) -> anyhow::Result<Emr> {
         let spec = ChildSpec::new(format!("emr-{instance}"), binary)
             .arg("--config")
@@ -230,27 +239,7 @@ impl Emr {
             .output(Output::Piped);
         let mut child =
             Child::spawn(&spec).with_context(|| format!("start {}", binary.display()))?;
-        let log = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = Arc::clone(&log);
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    eprintln!("[emr-{instance}] {line}");
-                    log.lock().expect("log lock").push(line);
-                }
-            });
-        }
+        let log = capture(&mut child, format!("emr-{instance}"));
         Ok(Emr {
             instance,
             addr: config.addr(instance),
@@ -348,11 +337,7 @@ impl Emr {
 
     /// ERROR lines that no `allow_error` pattern covers.
     pub fn unexpected_errors(&self) -> Vec<String> {
-        self.log()
-            .into_iter()
-            .filter(|l| l.contains(" ERROR "))
-            .filter(|l| !self.allowed_errors.iter().any(|p| l.contains(p)))
-            .collect()
+        unexpected_errors(&self.log, &self.allowed_errors)
     }
 
     /// The administrator credentials the instance printed, if it was the one that created them.
@@ -381,6 +366,197 @@ impl Drop for Emr {
             );
         }
     }
+}
+
+/// Collects a child's stdout and stderr lines, echoing them to the test's stderr (which the
+/// test runner shows only for a failing test), tagged with `tag`.
+#[expect(
+    clippy::print_stderr,
+    reason = "the test runner captures stderr per test"
+)]
+fn capture(child: &mut Child, tag: String) -> Arc<Mutex<Vec<String>>> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let streams: [Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>; 2] = [
+        child.stdout().map(|s| Box::new(s) as _),
+        child.stderr().map(|s| Box::new(s) as _),
+    ];
+    for stream in streams.into_iter().flatten() {
+        let log = Arc::clone(&log);
+        let tag = tag.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[{tag}] {line}");
+                log.lock().expect("log lock").push(line);
+            }
+        });
+    }
+    log
+}
+
+fn unexpected_errors(log: &Mutex<Vec<String>>, allowed: &[String]) -> Vec<String> {
+    log.lock()
+        .expect("log lock")
+        .iter()
+        .filter(|l| l.contains(" ERROR "))
+        .filter(|l| !allowed.iter().any(|p| l.contains(p)))
+        .cloned()
+        .collect()
+}
+
+/// A running `oscarbox watchdog` with its captured log.
+#[derive(Debug)]
+pub struct Watchdog {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    allowed_errors: Vec<String>,
+    pub socket: PathBuf,
+    pub config: EmrConfig,
+}
+
+impl Watchdog {
+    /// Starts `oscarbox watchdog --config` for `config` (written by [`MariaDb::write_config`],
+    /// whose state directory holds the control socket).
+    pub fn start(oscarbox: &Path, config: &EmrConfig) -> anyhow::Result<Watchdog> {
+        let spec = ChildSpec::new("watchdog", oscarbox)
+            .arg("watchdog")
+            .arg("--config")
+            .arg(&config.path)
+            .env("RUST_LOG", "info")
+            .output(Output::Piped);
+        let mut child =
+            Child::spawn(&spec).with_context(|| format!("start {}", oscarbox.display()))?;
+        let log = capture(&mut child, "watchdog".into());
+        let socket = config
+            .path
+            .parent()
+            .context("the config is in the database's directory")?
+            .join("state/run/watchdog.sock");
+        Ok(Watchdog {
+            child,
+            log,
+            allowed_errors: Vec::new(),
+            socket,
+            config: config.clone(),
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.pid()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.pid()), signal)
+            .expect("signal the watchdog");
+    }
+
+    pub async fn wait_exit(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        Ok(tokio::time::timeout(within, self.child.wait())
+            .await
+            .context("the watchdog did not exit in time")??)
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn allow_error(&mut self, pattern: &str) {
+        self.allowed_errors.push(pattern.to_owned());
+    }
+
+    /// The status document from the control socket.
+    pub async fn status(&self) -> anyhow::Result<oscarbox_watchdog_api::Status> {
+        use tokio::io::AsyncWriteExt as _;
+        let stream = tokio::net::UnixStream::connect(&self.socket).await?;
+        let (read, mut write) = stream.into_split();
+        let request = oscarbox_watchdog_api::to_line(&oscarbox_watchdog_api::Request::Status);
+        write.write_all(request.as_bytes()).await?;
+        let mut line = String::new();
+        BufReader::new(read).read_line(&mut line).await?;
+        match oscarbox_watchdog_api::from_line(&line)? {
+            oscarbox_watchdog_api::Answer::Status(s) => Ok(s),
+            other => bail!("unexpected answer {other:?}"),
+        }
+    }
+
+    /// Polls the status until `ok` holds for it, returning that status.
+    pub async fn wait_until(
+        &self,
+        within: Duration,
+        what: &str,
+        ok: impl Fn(&oscarbox_watchdog_api::Status) -> bool,
+    ) -> anyhow::Result<oscarbox_watchdog_api::Status> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut last = None;
+        loop {
+            if let Ok(s) = self.status().await {
+                if ok(&s) {
+                    return Ok(s);
+                }
+                last = Some(s);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("not {what} within {within:?}; last status: {last:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let errors = unexpected_errors(&self.log, &self.allowed_errors);
+        if !errors.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the watchdog logged unexpected ERROR lines:\n{}",
+                errors.join("\n")
+            );
+        }
+    }
+}
+
+/// Every process descended from `pid`, read from /proc.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut parents = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+            if let Some(ppid) = after
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<i32>().ok())
+            {
+                parents.push((p, ppid));
+            }
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let cur = found[i];
+        found.extend(parents.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Whether `pid` is gone (or a zombie waiting to be reaped).
+pub fn is_gone(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.is_empty()
+        || stat
+            .rsplit_once(')')
+            .is_some_and(|(_, a)| a.trim_start().starts_with('Z'))
 }
 
 /// One `isAlive` round trip: true only for the real answer.

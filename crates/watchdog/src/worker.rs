@@ -1,0 +1,419 @@
+//! One worker's executor: spawns the process, probes it, feeds [`crate::verdict`], and carries
+//! out its actions (spawn, heal, alert). Everything it knows is published in [`Shared`] for the
+//! control socket.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use oscar_soap::probe::{self, ProbeAnswer};
+use oscarbox_config::WorkerKind;
+use oscarbox_supervisor::{Child, ChildSpec, Output};
+use oscarbox_watchdog_api::WorkerStatus;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::verdict::{Action, Event, Gc, Policy, State, Worker};
+
+/// How to run and judge one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub instance: u32,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub kind: WorkerKind,
+    /// `http://127.0.0.1:PORT` plus the probe path's context prefix.
+    pub probe_base: String,
+    pub dump_wait: Duration,
+    pub stop_grace: Duration,
+}
+
+impl WorkerSpec {
+    /// The log line that ends a diagnostic dump, when the worker writes one.
+    fn dump_marker(&self) -> Option<&'static str> {
+        match self.kind {
+            // The last line oscar-emr's SIGQUIT handler writes.
+            WorkerKind::OscarEmr => Some("task dump: end"),
+            // HotSpot ends a thread dump with its JNI reference count, after every thread.
+            WorkerKind::Jvm => Some("JNI global refs"),
+            WorkerKind::Process => None,
+        }
+    }
+}
+
+/// Requests from the supervisor (rolling restarts, the memory guard).
+#[derive(Debug)]
+pub enum Command {
+    /// Stop the process as for a hang (drain, diagnostic skipped, TERM, KILL) and start a new
+    /// one; `done` answers whether the new one became healthy.
+    Restart {
+        reason: String,
+        done: oneshot::Sender<bool>,
+    },
+}
+
+/// What the supervisor and the control socket can see of a worker.
+#[derive(Debug)]
+pub struct Shared {
+    pub status: Mutex<WorkerStatus>,
+    /// Milliseconds since the supervisor started, written on every loop turn: the systemd
+    /// watchdog is fed only while every worker loop makes progress.
+    pub heartbeat_ms: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(instance: u32) -> Shared {
+        Shared {
+            status: Mutex::new(WorkerStatus {
+                instance,
+                state: "starting".into(),
+                why: "not started yet".into(),
+                pid: None,
+                uptime_seconds: None,
+                restarts: 0,
+                last_probe_ms: None,
+                rss_bytes: None,
+            }),
+            heartbeat_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn snapshot(&self) -> WorkerStatus {
+        self.status.lock().expect("status lock").clone()
+    }
+}
+
+struct Running {
+    child: Child,
+    generation: u64,
+    started: Instant,
+    /// Dump markers seen in the output so far.
+    dumps: Arc<AtomicU64>,
+}
+
+struct ProbeResult {
+    generation: u64,
+    answer: ProbeAnswer,
+    latency: Duration,
+}
+
+/// Runs one worker until `token` is cancelled, then stops its process.
+pub async fn run(
+    spec: WorkerSpec,
+    policy: Policy,
+    epoch: Instant,
+    shared: Arc<Shared>,
+    mut commands: mpsc::Receiver<Command>,
+    token: CancellationToken,
+) {
+    let span = tracing::info_span!("worker", instance = spec.instance);
+    async move {
+        let client = match reqwest::Client::builder()
+            .timeout(policy.probe_timeout)
+            .pool_max_idle_per_host(0)
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("failed to build the probe client: {e}");
+                return;
+            }
+        };
+        let mut w = Worker::new();
+        let mut running: Option<Running> = None;
+        let mut generation = 0u64;
+        let mut last_probe: Option<Duration> = None;
+        let mut pending_restart: Option<oneshot::Sender<bool>> = None;
+        let mut gc = GcReader::default();
+        let (probe_tx, mut probe_rx) = mpsc::channel::<ProbeResult>(256);
+        let mut ticker = tokio::time::interval(policy.probe_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+
+        loop {
+            let now = epoch.elapsed();
+            shared
+                .heartbeat_ms
+                .store(u64::try_from(now.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            let mut actions = Vec::new();
+            tokio::select! {
+                () = token.cancelled() => break,
+                _ = ticker.tick() => {
+                    actions = w.on(Event::Tick, now, &policy, rand::random());
+                    if let Some(r) = &running {
+                        if !matches!(w.state, State::Hung) {
+                            spawn_probe(&client, &spec.probe_base, r.generation, &probe_tx);
+                        }
+                    }
+                }
+                Some(result) = probe_rx.recv() => {
+                    let current = running.as_ref().is_some_and(|r| r.generation == result.generation);
+                    if current {
+                        let event = match result.answer {
+                            ProbeAnswer::Alive => {
+                                last_probe = Some(result.latency);
+                                Event::ProbeOk
+                            }
+                            ProbeAnswer::NotAlive(reason) => {
+                                let pid = running.as_ref().map(|r| r.child.pid());
+                                Event::ProbeFailed { reason, gc: gc.read(spec.kind, pid) }
+                            }
+                        };
+                        let was_healthy = w.state == State::Healthy;
+                        actions = w.on(event, epoch.elapsed(), &policy, rand::random());
+                        if !was_healthy && w.state == State::Healthy {
+                            tracing::info!("healthy");
+                            if let Some(done) = pending_restart.take() {
+                                let _ = done.send(true);
+                            }
+                        }
+                    }
+                }
+                status = wait(&mut running) => {
+                    let reason = match status {
+                        Ok(s) => format!("exited with {s}"),
+                        Err(e) => format!("could not be waited for: {e}"),
+                    };
+                    tracing::warn!("{reason}");
+                    running = None;
+                    actions = w.on(Event::Exited { reason }, epoch.elapsed(), &policy, rand::random());
+                }
+                Some(command) = commands.recv() => match command {
+                    Command::Restart { reason, done } => {
+                        if let Some(mut r) = running.take() {
+                            tracing::info!(%reason, "restarting on request");
+                            stop(&mut r, &spec, false).await;
+                            actions = w.on(Event::Exited { reason: format!("restarted: {reason}") }, epoch.elapsed(), &policy, rand::random());
+                            if let Some(old) = pending_restart.replace(done) {
+                                let _ = old.send(false);
+                            }
+                        } else {
+                            let _ = done.send(false);
+                        }
+                    }
+                },
+            }
+            for action in actions {
+                match action {
+                    Action::Spawn => {
+                        generation += 1;
+                        match spawn(&spec, generation) {
+                            Ok(r) => {
+                                tracing::info!(pid = r.child.pid(), "started");
+                                running = Some(r);
+                                w.on(Event::Spawned, epoch.elapsed(), &policy, 0.0);
+                                // Probe the new process at once rather than a tick later.
+                                ticker.reset_immediately();
+                            }
+                            Err(e) => {
+                                let reason = format!("could not be started: {e}");
+                                tracing::warn!("{reason}");
+                                w.on(Event::Spawned, epoch.elapsed(), &policy, 0.0);
+                                w.on(Event::Exited { reason }, epoch.elapsed(), &policy, rand::random());
+                            }
+                        }
+                    }
+                    Action::Heal { reason } => {
+                        tracing::warn!(%reason, "healing a hung worker");
+                        if let Some(mut r) = running.take() {
+                            stop(&mut r, &spec, true).await;
+                        }
+                        for a in w.on(Event::Exited { reason: format!("stopped after a hang ({reason})") }, epoch.elapsed(), &policy, rand::random()) {
+                            if a == Action::Spawn {
+                                // Spawned on the next tick, which fires at once.
+                                ticker.reset_immediately();
+                            }
+                        }
+                    }
+                    Action::Alert { message } => {
+                        tracing::error!(alert = true, "worker {}: {message}", spec.instance);
+                        if let Some(done) = pending_restart.take() {
+                            let _ = done.send(false);
+                        }
+                    }
+                }
+            }
+            publish(&shared, &w, running.as_ref(), last_probe);
+        }
+        if let Some(mut r) = running.take() {
+            stop(&mut r, &spec, false).await;
+            tracing::info!("stopped");
+        }
+        if let Some(done) = pending_restart.take() {
+            let _ = done.send(false);
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// The spawn action can fire from a Tick that a Heal scheduled; `Action::Spawn` from `Tick` is
+/// handled in the same loop, so nothing else is needed here.
+fn spawn(spec: &WorkerSpec, generation: u64) -> std::io::Result<Running> {
+    let mut child_spec = ChildSpec::new(format!("emr-{}", spec.instance), &spec.program)
+        .args(spec.args.iter())
+        .output(Output::Piped);
+    for (k, v) in &spec.env {
+        child_spec = child_spec.env(k, v);
+    }
+    let mut child = Child::spawn(&child_spec)?;
+    let dumps = Arc::new(AtomicU64::new(0));
+    let marker = spec.dump_marker();
+    let streams: [Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>; 2] = [
+        child.stdout().map(|s| Box::new(s) as _),
+        child.stderr().map(|s| Box::new(s) as _),
+    ];
+    for stream in streams.into_iter().flatten() {
+        let dumps = Arc::clone(&dumps);
+        let instance = spec.instance;
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::info!(target: "oscarbox::worker_output", instance, "{line}");
+                if marker.is_some_and(|m| line.contains(m)) {
+                    dumps.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    Ok(Running {
+        child,
+        generation,
+        started: Instant::now(),
+        dumps,
+    })
+}
+
+fn spawn_probe(
+    client: &reqwest::Client,
+    base: &str,
+    generation: u64,
+    tx: &mpsc::Sender<ProbeResult>,
+) {
+    let (client, base, tx) = (client.clone(), base.to_owned(), tx.clone());
+    tokio::spawn(async move {
+        let sent = Instant::now();
+        let answer = probe::send(&client, &base).await;
+        let _ = tx
+            .send(ProbeResult {
+                generation,
+                answer,
+                latency: sent.elapsed(),
+            })
+            .await;
+    });
+}
+
+async fn wait(running: &mut Option<Running>) -> std::io::Result<std::process::ExitStatus> {
+    match running {
+        Some(r) => r.child.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the process is stopped (SIGSTOP, or a debugger): it can write no dump and handle no
+/// SIGTERM until it is continued.
+fn is_stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('T'))
+        })
+        .unwrap_or(false)
+}
+
+/// Stops a worker: a diagnostic first when it is hung (SIGQUIT, then wait a bounded time for
+/// the dump to appear in its output: a JVM writes it asynchronously), then SIGTERM (and
+/// SIGCONT, so a stopped process can act on it) to the group, the grace period, SIGKILL.
+async fn stop(r: &mut Running, spec: &WorkerSpec, diagnose: bool) {
+    let pid = r.child.pid();
+    if diagnose && spec.dump_marker().is_some() {
+        if is_stopped(pid) {
+            tracing::warn!(
+                pid,
+                "the process is stopped (SIGSTOP); it cannot write a dump"
+            );
+        } else {
+            let before = r.dumps.load(Ordering::Relaxed);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGQUIT);
+            let deadline = Instant::now() + spec.dump_wait;
+            while r.dumps.load(Ordering::Relaxed) == before && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if r.dumps.load(Ordering::Relaxed) == before {
+                tracing::warn!(pid, waited = ?spec.dump_wait, "no diagnostic dump appeared");
+            } else {
+                tracing::info!(pid, "diagnostic dump written to the log");
+            }
+        }
+    }
+    let _ = r.child.signal_group(Signal::SIGTERM);
+    let _ = r.child.signal_group(Signal::SIGCONT);
+    match tokio::time::timeout(spec.stop_grace, r.child.wait()).await {
+        Ok(status) => {
+            let _ = r.child.signal_group(Signal::SIGKILL);
+            tracing::info!(pid, status = ?status.ok(), "process stopped");
+        }
+        Err(_) => {
+            tracing::warn!(pid, grace = ?spec.stop_grace, "no exit after SIGTERM; sending SIGKILL");
+            let _ = r.child.signal_group(Signal::SIGKILL);
+            let _ = r.child.wait().await;
+        }
+    }
+}
+
+fn publish(shared: &Shared, w: &Worker, running: Option<&Running>, last_probe: Option<Duration>) {
+    let mut s = shared.status.lock().expect("status lock");
+    s.state = w.state.name().to_owned();
+    s.why.clone_from(&w.why);
+    s.restarts = w.restarts;
+    s.pid = running.map(|r| r.child.pid());
+    s.uptime_seconds = running.map(|r| r.started.elapsed().as_secs());
+    s.last_probe_ms = last_probe.map(|d| d.as_secs_f64() * 1000.0);
+}
+
+/// Reads whether a JVM worker is collecting garbage, with its CPU use: a collection that uses
+/// no CPU is not a pause worth waiting for.
+#[derive(Default)]
+struct GcReader {
+    system: Option<sysinfo::System>,
+}
+
+impl std::fmt::Debug for GcReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GcReader")
+    }
+}
+
+impl GcReader {
+    fn read(&mut self, kind: WorkerKind, pid: Option<i32>) -> Gc {
+        let (WorkerKind::Jvm, Some(pid)) = (kind, pid) else {
+            return Gc::Unknown;
+        };
+        let Some(path) = crate::hsperf::find(&std::env::temp_dir(), pid) else {
+            return Gc::Unknown;
+        };
+        let collecting = match crate::hsperf::read(&path) {
+            Ok(snapshot) => snapshot.collecting,
+            Err(e) => {
+                tracing::debug!("failed to read the JVM's performance counters: {e}");
+                return Gc::Unknown;
+            }
+        };
+        let system = self.system.get_or_insert_with(sysinfo::System::new);
+        let spid = sysinfo::Pid::from_u32(u32::try_from(pid).unwrap_or(0));
+        system.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[spid]), true);
+        let busy = system.process(spid).is_some_and(|p| p.cpu_usage() > 5.0);
+        if collecting && busy {
+            Gc::Collecting
+        } else {
+            Gc::Idle
+        }
+    }
+}

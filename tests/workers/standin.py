@@ -1,0 +1,50 @@
+"""Stand-in workers for the watchdog's tests, speaking HTTP on 127.0.0.1.
+
+Usage: standin.py MODE PORT [SECONDS]
+  slow-start  answers OSCAR's isAlive only after SECONDS (stock OSCAR on Tomcat takes minutes)
+  garbage     answers 200 with a body that is not SOAP
+  http500     answers 500 with OSCAR's isAlive envelope (a status is not an answer)
+  wrong-soap  answers 200 with a well-formed isAliveResponse whose value is not "alive"
+"""
+
+import http.server
+import sys
+import time
+
+ALIVE = (
+    '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+    '<ns2:isAliveResponse xmlns:ns2="http://ws.oscarehr.org/"><return>{}</return>'
+    "</ns2:isAliveResponse></soap:Body></soap:Envelope>"
+)
+
+MODE, PORT = sys.argv[1], int(sys.argv[2])
+DELAY = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+STARTED = time.monotonic()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 (the stdlib's name)
+        length = int(self.headers.get("Content-Length", "0"))
+        self.rfile.read(length)
+        status, body = 200, ALIVE.format("alive")
+        if MODE == "slow-start" and time.monotonic() - STARTED < DELAY:
+            status, body = 503, "starting"
+        elif MODE == "garbage":
+            body = "\x00\x01 definitely not soap <<<"
+        elif MODE == "http500":
+            status = 500
+        elif MODE == "wrong-soap":
+            body = ALIVE.format("dead")
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/xml;charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+if __name__ == "__main__":
+    http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
