@@ -5,6 +5,8 @@ Usage: standin.py MODE PORT [SECONDS]
   garbage     answers 200 with a body that is not SOAP
   http500     answers 500 with OSCAR's isAlive envelope (a status is not an answer)
   wrong-soap  answers 200 with a well-formed isAliveResponse whose value is not "alive"
+  gc-pause    answers for SECONDS, then stops answering while burning CPU, as a JVM does in a
+              long stop-the-world collection (the test writes its hsperfdata counters)
 """
 
 import http.server
@@ -46,5 +48,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def burn_after_delay():
+    time.sleep(DELAY)
+    # Every thread stops while the "collector" runs: spin without releasing the interpreter.
+    while True:
+        sum(range(10000))
+
+
 if __name__ == "__main__":
+    if MODE == "gc-pause":
+        import threading
+
+        threading.Thread(target=burn_after_delay, daemon=True).start()
+        sys.setswitchinterval(1000)  # once burning, the server thread never runs again
     http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()

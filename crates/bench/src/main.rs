@@ -196,8 +196,9 @@ async fn bench_watchdog() -> anyhow::Result<()> {
     let oscarbox = beside_me("oscarbox")?;
     beside_me("oscar-emr")?;
     let db = MariaDb::start().await?;
-    // The shipped probe settings (config/box.toml's defaults).
-    let cfg = db.write_config(3, "")?;
+    // The shipped probe settings (config/box.toml's defaults). Twenty deliberate hangs in a
+    // minute would rightly be a crash loop; this measures detection, so the loop limit is lifted.
+    let cfg = db.write_config(3, "[watchdog]\ncrash-loop-restarts = 1000\n")?;
     let wd = Watchdog::start(&oscarbox, &cfg)?;
     let all_healthy =
         |s: &oscarbox_test_harness::WatchdogStatus| s.workers.iter().all(|w| w.state == "healthy");
@@ -209,6 +210,9 @@ async fn bench_watchdog() -> anyhow::Result<()> {
         let instance = trial % 3;
         let before = wd.status().await?;
         let pid = before.workers[instance].pid.context("a running instance")?;
+        // Hangs strike at any moment of the probe cycle: stop the process at a random phase.
+        let phase = Duration::from_millis(rand::random_range(0..500));
+        tokio::time::sleep(phase).await;
         let stopped_at = tokio::time::Instant::now();
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),

@@ -140,7 +140,7 @@ impl Default for RawWatchdog {
             backoff_max: "60s".into(),
             crash_loop_restarts: 5,
             crash_loop_window: "5m".into(),
-            failed_retry_interval: "5m".into(),
+            failed_retry_interval: "1m".into(),
             memory_ceiling_mib: 0,
         }
     }

@@ -321,3 +321,55 @@ async fn rolling_restart_and_sighup_reload() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_jvm_in_a_long_collection_gets_a_bounded_extension() -> anyhow::Result<()> {
+    let db = MariaDb::start().await?;
+    let cfg = db.write_config_with(
+        1,
+        &format!(
+            "command = \"/usr/bin/python3\"\nargs = [\"{STANDIN}\", \"gc-pause\", \"{{port}}\", \"3\"]\nkind = \"jvm\"\nprobe-path = \"/oscar/ws/SystemInfoService\""
+        ),
+        &FAST.replace("startup-budget = \"20s\"", "startup-budget = \"20s\"\ngc-max-extension = \"5s\""),
+    )?;
+    let wd = Watchdog::start(OSCARBOX.as_ref(), &cfg)?;
+    let healthy = wd
+        .wait_until(WAIT, "healthy", |s| s.workers[0].state == "healthy")
+        .await?;
+    let pid = pid_of(&healthy, 1);
+    // HotSpot's counters for this pid say a collection is running (entered, not exited).
+    let dir = std::env::temp_dir().join(format!("hsperfdata_oscarbox-test-{pid}"));
+    std::fs::create_dir_all(&dir)?;
+    let counters = oscarbox_watchdog::hsperf::encode(
+        &[
+            ("sun.gc.collector.0.invocations", 7),
+            ("sun.gc.collector.0.lastEntryTime", 2_000),
+            ("sun.gc.collector.0.lastExitTime", 1_000),
+            ("sun.os.hrt.frequency", 1_000_000_000),
+        ],
+        false,
+    );
+    std::fs::write(dir.join(pid.to_string()), counters)?;
+    // It stops answering (and burns CPU) after 3 s: extended, not healed, while collecting.
+    let extended = wd
+        .wait_until(Duration::from_secs(20), "extended for a collection", |s| {
+            s.workers[0].why.contains("collecting garbage")
+        })
+        .await;
+    let started = tokio::time::Instant::now();
+    let healed = wd
+        .wait_until(Duration::from_secs(30), "healed after the extension", |s| {
+            s.workers[0].pid != Some(pid)
+        })
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    extended?;
+    healed?;
+    // The extension held it for most of its 5 s (then it was healed even mid-collection).
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "healed after {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}

@@ -136,6 +136,8 @@ pub struct Worker {
     /// When the current hang episode's GC extension began.
     gc_extension_since: Option<Duration>,
     started_once: bool,
+    /// A crash loop was reported and its end not yet.
+    in_crash_loop_alerted: bool,
 }
 
 impl Default for Worker {
@@ -157,6 +159,7 @@ impl Worker {
             recent: VecDeque::new(),
             gc_extension_since: None,
             started_once: false,
+            in_crash_loop_alerted: false,
         }
     }
 
@@ -176,13 +179,13 @@ impl Worker {
                 Vec::new()
             }
             Event::ProbeOk => {
-                let was = self.state.clone();
                 self.state = State::Healthy;
                 self.why = "answers isAlive".into();
                 self.attempt = 0;
                 self.gc_extension_since = None;
-                if matches!(was, State::Starting { .. }) && self.in_crash_loop(now, policy) {
-                    // A crash-looping worker that finally came up: people were told, so tell them.
+                if self.in_crash_loop_alerted {
+                    // People were told it was failing; tell them it recovered.
+                    self.in_crash_loop_alerted = false;
                     self.recent.clear();
                     return vec![Action::Alert {
                         message: "recovered from a crash loop".into(),
@@ -268,7 +271,6 @@ impl Worker {
         policy: &Policy,
         jitter: f64,
     ) -> Vec<Action> {
-        let was_failed = matches!(self.state, State::Failed { .. });
         let mut actions = Vec::new();
         if self.in_crash_loop(now, policy) {
             let retry_at = now + policy.failed_retry_interval;
@@ -279,7 +281,9 @@ impl Worker {
                 fmt(policy.crash_loop_window),
                 fmt(policy.failed_retry_interval)
             );
-            if !was_failed {
+            // One alert per crash loop, however many slow retries fail.
+            if !self.in_crash_loop_alerted {
+                self.in_crash_loop_alerted = true;
                 actions.push(Action::Alert {
                     message: self.why.clone(),
                 });

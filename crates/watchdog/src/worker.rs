@@ -20,6 +20,9 @@ use tracing::Instrument as _;
 
 use crate::verdict::{Action, Event, Gc, Policy, State, Worker};
 
+/// How often a starting process is probed (at most; never more rarely than the interval).
+const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How to run and judge one worker.
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
@@ -134,6 +137,11 @@ pub async fn run(
         let (probe_tx, mut probe_rx) = mpsc::channel::<ProbeResult>(256);
         let mut ticker = tokio::time::interval(policy.probe_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // While a process is starting, probe it more often than the interval, so that a fast
+        // starter is counted healthy (and a replacement in service) as soon as it answers.
+        // Refused connections cost microseconds, so even a Tomcat's minutes of startup are cheap.
+        let mut startup_ticker = tokio::time::interval(STARTUP_PROBE_INTERVAL.min(policy.probe_interval));
+        startup_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
         loop {
             let now = epoch.elapsed();
@@ -149,6 +157,11 @@ pub async fn run(
                         if !matches!(w.state, State::Hung) {
                             spawn_probe(&client, &spec.probe_base, r.generation, &probe_tx);
                         }
+                    }
+                }
+                _ = startup_ticker.tick(), if matches!(w.state, State::Starting { .. }) => {
+                    if let Some(r) = &running {
+                        spawn_probe(&client, &spec.probe_base, r.generation, &probe_tx);
                     }
                 }
                 Some(result) = probe_rx.recv() => {
@@ -220,6 +233,8 @@ pub async fn run(
                     }
                     Action::Heal { reason } => {
                         tracing::warn!(%reason, "healing a hung worker");
+                        // Show "hung" now, not after the stop: that is when it was detected.
+                        publish(&shared, &w, running.as_ref(), last_probe);
                         if let Some(mut r) = running.take() {
                             stop(&mut r, &spec, true).await;
                         }

@@ -197,6 +197,71 @@ fn exits_back_off_then_become_a_crash_loop_with_one_alert() {
 }
 
 #[test]
+fn recovery_is_announced_only_after_a_reported_crash_loop() {
+    let p = policy();
+    let mut w = Worker::new();
+    let mut now = s(0.0);
+    // Four hang restarts, each followed by a healthy run: below the crash-loop count, so no
+    // alert either way.
+    for _ in 0..4 {
+        w.on(Event::Spawned, now, &p, 0.0);
+        assert!(w.on(Event::ProbeOk, now + s(0.1), &p, 0.0).is_empty());
+        now += s(10.0);
+        w.on(
+            Event::Exited {
+                reason: "stopped after a hang".into(),
+            },
+            now,
+            &p,
+            0.0,
+        );
+    }
+    // Into a crash loop: one alert; the first good answer after it: one recovery alert.
+    let mut alerts = Vec::new();
+    for _ in 0..3 {
+        w.on(Event::Spawned, now, &p, 0.0);
+        now += s(1.0);
+        alerts.extend(w.on(
+            Event::Exited {
+                reason: "exited with status 1".into(),
+            },
+            now,
+            &p,
+            0.0,
+        ));
+    }
+    assert!(matches!(w.state, State::Failed { .. }));
+    assert_eq!(
+        alerts
+            .iter()
+            .filter(|a| matches!(a, Action::Alert { .. }))
+            .count(),
+        1
+    );
+    w.on(Event::Spawned, now + p.failed_retry_interval, &p, 0.0);
+    let recovered = w.on(
+        Event::ProbeOk,
+        now + p.failed_retry_interval + s(1.0),
+        &p,
+        0.0,
+    );
+    assert_eq!(
+        recovered,
+        vec![Action::Alert {
+            message: "recovered from a crash loop".into()
+        }]
+    );
+    assert!(w
+        .on(
+            Event::ProbeOk,
+            now + p.failed_retry_interval + s(2.0),
+            &p,
+            0.0
+        )
+        .is_empty());
+}
+
+#[test]
 fn backoff_doubles_with_bounded_jitter() {
     let p = policy();
     assert_eq!(p.backoff(0, 0.9), Duration::ZERO);
