@@ -1,12 +1,37 @@
-//! What every OSCAR Box binary shares: logging setup and the shutdown signal.
+//! What every OSCAR Box binary shares: argument and configuration loading with the exit code
+//! for usage errors, logging setup and the shutdown signal.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::Path;
+use std::process::ExitCode;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 /// Exit status for a bad command line or configuration (`EX_USAGE` from sysexits.h).
 pub const EX_USAGE: u8 = 64;
+
+/// Parses the command line; on a usage error prints it and gives exit status 64, on `--help` or
+/// `--version` prints them and gives 0.
+pub fn parse_args<T: clap::Parser>() -> Result<T, ExitCode> {
+    T::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            ExitCode::from(EX_USAGE)
+        } else {
+            ExitCode::SUCCESS
+        }
+    })
+}
+
+/// Loads `--config` (or the embedded development default); on any error prints every problem
+/// and gives exit status 64.
+pub fn load_config(path: Option<&Path>) -> Result<oscarbox_config::Config, ExitCode> {
+    oscarbox_config::load_or_default(path).map_err(|errors| {
+        let _ = writeln!(std::io::stderr(), "{errors}");
+        ExitCode::from(EX_USAGE)
+    })
+}
 
 /// Logs to stderr, filtered by `RUST_LOG` when set, else by `default_filter` (the config's
 /// `box.log-level`). Colours only on a terminal, so that captured logs stay greppable.

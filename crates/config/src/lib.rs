@@ -39,6 +39,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     parse(&path.display().to_string(), &text)
 }
 
+/// The file at `path`, or the embedded development default when there is none: what every
+/// command's `--config` means.
+pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+    match path {
+        Some(p) => load(p),
+        None => Ok(dev_default()),
+    }
+}
+
 /// The embedded development default.
 pub fn dev_default() -> Config {
     parse(DEV_TOML_NAME, DEV_TOML).expect("the embedded config/dev.toml is valid (tested)")

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+
 use oscarbox_common::EX_USAGE;
 use tokio_util::sync::CancellationToken;
 
@@ -24,27 +25,13 @@ struct Args {
     reason = "errors before logging exists go to stderr"
 )]
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args: Args = match oscarbox_common::parse_args() {
         Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EX_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
-    let config = match &args.config {
-        Some(path) => oscarbox_config::load(path),
-        None => Ok(oscarbox_config::dev_default()),
-    };
-    let config = match config {
+    let config = match oscarbox_common::load_config(args.config.as_deref()) {
         Ok(c) => Arc::new(c),
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(EX_USAGE);
-        }
+        Err(code) => return code,
     };
     if config.emr.instance_addr(args.instance).is_none() {
         eprintln!(

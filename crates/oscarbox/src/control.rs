@@ -4,7 +4,6 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use oscarbox_common::EX_USAGE;
 use oscarbox_watchdog_api::{from_line, to_line, Answer, Request, Status, VERSION};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
@@ -12,14 +11,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 const EX_UNAVAILABLE: u8 = 69;
 
 fn ask(config: Option<&Path>, request: &Request) -> Result<Answer, ExitCode> {
-    let config = match config {
-        Some(p) => oscarbox_config::load(p),
-        None => Ok(oscarbox_config::dev_default()),
-    };
-    let config = config.map_err(|e| {
-        let _ = writeln!(std::io::stderr(), "{e}");
-        ExitCode::from(EX_USAGE)
-    })?;
+    let config = oscarbox_common::load_config(config)?;
     let socket = config.watchdog.control_socket;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use oscar_soap::probe::{self, ProbeAnswer};
-use oscarbox_common::EX_USAGE;
 use oscarbox_config::{Config, Profile};
 use oscarbox_mariadb::NodeSpec;
 use tokio_util::sync::CancellationToken;
@@ -27,21 +26,10 @@ pub enum Mode {
     WatchdogOnly,
 }
 
-#[expect(
-    clippy::print_stderr,
-    reason = "errors before logging exists go to stderr"
-)]
 pub fn run(config_path: Option<&Path>, mode: Mode) -> ExitCode {
-    let config = match config_path {
-        Some(p) => oscarbox_config::load(p),
-        None => Ok(oscarbox_config::dev_default()),
-    };
-    let config = match config {
+    let config = match oscarbox_common::load_config(config_path) {
         Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EX_USAGE);
-        }
+        Err(code) => return code,
     };
     oscarbox_common::init_logging(&config.box_.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -3,42 +3,10 @@
 
 use std::time::Duration;
 
-use oscarbox_test_harness::{free_port, free_ports, is_alive, Signal};
+use oscarbox_test_harness::{descendants, free_port, free_ports, is_alive, is_gone, Signal};
 use tokio::io::AsyncBufReadExt as _;
 
 const OSCARBOX: &str = env!("CARGO_BIN_EXE_oscarbox");
-
-fn descendants(pid: i32) -> Vec<i32> {
-    // Every process whose parent chain reaches `pid`, read from /proc.
-    let mut parents = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-            let ppid = after
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse::<i32>().ok());
-            if let Some(ppid) = ppid {
-                parents.push((p, ppid));
-            }
-        }
-    }
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let cur = found[i];
-        found.extend(parents.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
 
 #[tokio::test]
 async fn up_runs_the_box_and_ctrl_c_stops_everything() -> anyhow::Result<()> {
@@ -122,11 +90,7 @@ require-mount = false
     let status = tokio::time::timeout(Duration::from_secs(90), child.wait()).await??;
     assert!(status.success(), "oscarbox up exited with {status}");
     for p in children {
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        assert!(
-            stat.is_empty() || stat.contains(") Z"),
-            "process {p} survived: {stat}"
-        );
+        assert!(is_gone(p), "process {p} survived");
     }
     for port in [base, base + 1, db_port] {
         assert!(

@@ -373,3 +373,63 @@ async fn a_jvm_in_a_long_collection_gets_a_bounded_extension() -> anyhow::Result
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn memory_ceiling_restarts_one_at_a_time_and_never_the_last_healthy() -> anyhow::Result<()> {
+    let db = MariaDb::start().await?;
+    // A 1 MiB ceiling that every oscar-emr exceeds: the guard keeps restarting them, which
+    // shows that it does so one at a time.
+    let cfg = db.write_config(2, &format!("{FAST}memory-ceiling-mib = 1\n"))?;
+    let mut wd = Watchdog::start(OSCARBOX.as_ref(), &cfg)?;
+    // Restarting again and again for memory is itself a crash loop, and is reported as one.
+    wd.allow_error("crash loop");
+    wd.wait_until(WAIT, "both healthy", all_healthy(2)).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut restarts = 0;
+    while tokio::time::Instant::now() < deadline {
+        let s = wd.status().await?;
+        let healthy = s.workers.iter().filter(|w| w.state == "healthy").count();
+        assert!(healthy >= 1, "both instances were down at once: {s:#?}");
+        restarts = s.workers.iter().map(|w| w.restarts).sum();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        restarts >= 2,
+        "the guard restarted instances over their ceiling ({restarts})"
+    );
+    assert!(wd
+        .log()
+        .iter()
+        .any(|l| l.contains("above its memory ceiling: restarting it")));
+    Ok(())
+}
+
+#[tokio::test]
+async fn systemd_hears_ready_watchdog_and_status() -> anyhow::Result<()> {
+    let db = MariaDb::start().await?;
+    let cfg = db.write_config(1, FAST)?;
+    let notify = db.dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&notify)?;
+    let wd = Watchdog::start_with_env(
+        OSCARBOX.as_ref(),
+        &cfg,
+        &[("NOTIFY_SOCKET", notify.as_path())],
+    )?;
+    let mut heard = String::new();
+    let mut buf = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(heard.contains("READY=1")
+        && heard.contains("WATCHDOG=1")
+        && heard.contains("STATUS=1 of 1 EMR instances healthy"))
+    {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let n = tokio::time::timeout(left, socket.recv(&mut buf)).await??;
+        heard.push_str(&String::from_utf8_lossy(&buf[..n]));
+        heard.push('\n');
+    }
+    // The control socket is for this user only.
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&wd.socket)?.permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    Ok(())
+}

@@ -25,11 +25,22 @@ pub fn free_port() -> u16 {
     free_ports(1)
 }
 
-/// The first of `n` consecutive free loopback ports.
+/// The first of `n` consecutive free loopback ports, chosen below the kernel's ephemeral range:
+/// a port in that range can be taken at any moment as the local end of some outgoing
+/// connection (a probe, a database client), and then nothing can listen on it.
 pub fn free_ports(n: u16) -> u16 {
     use rand::Rng as _;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or(32_768);
+    let top = ephemeral_low.saturating_sub(n).max(10_001 + n);
     for _ in 0..200 {
-        let base: u16 = rand::rng().random_range(20_000..60_000);
+        let base: u16 = rand::rng().random_range(10_000..top);
         let all_free = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if all_free {
             return base;
@@ -418,12 +429,24 @@ impl Watchdog {
     /// Starts `oscarbox watchdog --config` for `config` (written by [`MariaDb::write_config`],
     /// whose state directory holds the control socket).
     pub fn start(oscarbox: &Path, config: &EmrConfig) -> anyhow::Result<Watchdog> {
-        let spec = ChildSpec::new("watchdog", oscarbox)
+        Watchdog::start_with_env(oscarbox, config, &[])
+    }
+
+    /// As [`Watchdog::start`], with extra environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn start_with_env(
+        oscarbox: &Path,
+        config: &EmrConfig,
+        env: &[(&str, &Path)],
+    ) -> anyhow::Result<Watchdog> {
+        let mut spec = ChildSpec::new("watchdog", oscarbox)
             .arg("watchdog")
             .arg("--config")
             .arg(&config.path)
             .env("RUST_LOG", "info")
             .output(Output::Piped);
+        for (k, v) in env {
+            spec = spec.env(k, v);
+        }
         let mut child =
             Child::spawn(&spec).with_context(|| format!("start {}", oscarbox.display()))?;
         let log = capture(&mut child, "watchdog".into());
