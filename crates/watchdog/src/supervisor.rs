@@ -119,25 +119,26 @@ impl Supervisor {
     }
 
     /// Matches the running workers to the configured count: starts missing ones, stops extra
-    /// ones (highest numbers first).
+    /// ones (together, outside the lock).
     async fn reconcile(&self) {
         let config = Arc::clone(&*self.config.read().await);
         let want = config.emr.instances.get();
         let mut workers = self.workers.lock().await;
         let extra: Vec<u32> = workers.keys().copied().filter(|&n| n > want).collect();
-        for n in extra.into_iter().rev() {
-            if let Some(h) = workers.remove(&n) {
-                tracing::info!(
-                    instance = n,
-                    "stopping a worker the configuration no longer has"
-                );
-                Self::stop_worker(h).await;
-            }
-        }
+        let removed: Vec<WorkerHandle> = extra.iter().filter_map(|n| workers.remove(n)).collect();
         for n in 1..=want {
             workers
                 .entry(n)
                 .or_insert_with(|| self.start_worker(&config, n));
+        }
+        // Stop removed workers without holding the map: status and the systemd ping go on.
+        drop(workers);
+        for h in &removed {
+            tracing::info!("stopping a worker the configuration no longer has");
+            h.token.cancel();
+        }
+        for h in removed {
+            Self::stop_worker(h).await;
         }
     }
 
@@ -161,7 +162,10 @@ impl Supervisor {
         {
             return false;
         }
-        answer.await.unwrap_or(false)
+        // Bounded: the worker answers when its replacement is healthy, or fails, or stops.
+        let w = &self.config.read().await.watchdog;
+        let bound = w.startup_budget + w.dump_wait + w.stop_grace + Duration::from_secs(10);
+        matches!(tokio::time::timeout(bound, answer).await, Ok(Ok(true)))
     }
 
     pub async fn statuses(&self) -> Vec<oscarbox_watchdog_api::WorkerStatus> {

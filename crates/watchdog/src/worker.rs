@@ -12,13 +12,16 @@ use oscar_soap::probe::{self, ProbeAnswer};
 use oscarbox_config::WorkerKind;
 use oscarbox_supervisor::{Child, ChildSpec, Output};
 use oscarbox_watchdog_api::WorkerStatus;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::verdict::{Action, Event, Gc, Policy, State, Worker};
+
+/// Longer output lines are forwarded in pieces of this size.
+const MAX_LINE: u64 = 16 * 1024;
 
 /// How often a starting process is probed (at most; never more rarely than the interval).
 const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(100);
@@ -150,6 +153,8 @@ pub async fn run(
                 .store(u64::try_from(now.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
             let mut actions = Vec::new();
             tokio::select! {
+                // A stop request wins over a tick that would start a new process.
+                biased;
                 () = token.cancelled() => break,
                 _ = ticker.tick() => {
                     actions = w.on(Event::Tick, now, &policy, rand::random());
@@ -193,7 +198,14 @@ pub async fn run(
                         Err(e) => format!("could not be waited for: {e}"),
                     };
                     tracing::warn!("{reason}");
-                    running = None;
+                    // The leader is gone; whatever it left in its group (a wrapper script's
+                    // children) must not live on holding the port.
+                    if let Some(r) = running.take() {
+                        let _ = r.child.signal_group(Signal::SIGKILL);
+                    }
+                    if let Some(done) = pending_restart.take() {
+                        let _ = done.send(false);
+                    }
                     actions = w.on(Event::Exited { reason }, epoch.elapsed(), &policy, rand::random());
                 }
                 Some(command) = commands.recv() => match command {
@@ -211,7 +223,10 @@ pub async fn run(
                     }
                 },
             }
-            for action in actions {
+            // Actions can lead to events whose actions follow at once (a failed spawn is an
+            // exit; a healed worker's exit restarts it), so they go through one queue.
+            let mut queue: std::collections::VecDeque<Action> = actions.into();
+            while let Some(action) = queue.pop_front() {
                 match action {
                     Action::Spawn => {
                         generation += 1;
@@ -227,7 +242,10 @@ pub async fn run(
                                 let reason = format!("could not be started: {e}");
                                 tracing::warn!("{reason}");
                                 w.on(Event::Spawned, epoch.elapsed(), &policy, 0.0);
-                                w.on(Event::Exited { reason }, epoch.elapsed(), &policy, rand::random());
+                                if let Some(done) = pending_restart.take() {
+                                    let _ = done.send(false);
+                                }
+                                queue.extend(w.on(Event::Exited { reason }, epoch.elapsed(), &policy, rand::random()));
                             }
                         }
                     }
@@ -238,18 +256,18 @@ pub async fn run(
                         if let Some(mut r) = running.take() {
                             stop(&mut r, &spec, true).await;
                         }
-                        for a in w.on(Event::Exited { reason: format!("stopped after a hang ({reason})") }, epoch.elapsed(), &policy, rand::random()) {
-                            if a == Action::Spawn {
-                                // Spawned on the next tick, which fires at once.
-                                ticker.reset_immediately();
-                            }
-                        }
-                    }
-                    Action::Alert { message } => {
-                        tracing::error!(alert = true, "worker {}: {message}", spec.instance);
                         if let Some(done) = pending_restart.take() {
                             let _ = done.send(false);
                         }
+                        queue.extend(w.on(
+                            Event::Exited { reason: format!("stopped after a hang ({reason})") },
+                            epoch.elapsed(),
+                            &policy,
+                            rand::random(),
+                        ));
+                    }
+                    Action::Alert { message } => {
+                        tracing::error!(alert = true, "worker {}: {message}", spec.instance);
                     }
                 }
             }
@@ -287,8 +305,22 @@ fn spawn(spec: &WorkerSpec, generation: u64) -> std::io::Result<Running> {
         let dumps = Arc::clone(&dumps);
         let instance = spec.instance;
         tokio::spawn(async move {
-            let mut lines = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            // Bytes, not UTF-8 lines: a JVM may print Latin-1, and one bad line must not stop
+            // the forwarding (the pipe would fill, or close and kill the worker with SIGPIPE).
+            let mut reader = BufReader::new(stream);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match (&mut reader)
+                    .take(MAX_LINE)
+                    .read_until(b'\n', &mut buf)
+                    .await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end_matches(['\n', '\r']);
                 tracing::info!(target: "oscarbox::worker_output", instance, "{line}");
                 if marker.is_some_and(|m| line.contains(m)) {
                     dumps.fetch_add(1, Ordering::Relaxed);
