@@ -1,8 +1,13 @@
 //! The first administrator account, created once on a fresh database.
 //!
 //! Stock OSCAR ships `oscardoc` with the well-known password `mac2002`; we keep the familiar
-//! user name and provider number but generate the password and PIN, print them once on the
-//! console, and require a change at first sign-in.
+//! user name and provider number but generate the password and PIN, and require a change at
+//! first sign-in. They are written to a file of mode 0600 in the state directory (never to the
+//! log, which under the watchdog is the journal), and shown on the console when there is one.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -14,12 +19,17 @@ use crate::migrations::MigrationError;
 
 pub const ADMIN_USER: &str = "oscardoc";
 pub const ADMIN_PROVIDER_NO: &str = "999998";
-/// The marker line tests and scripts look for; the credentials follow on the next lines.
+/// The log line that says an instance created the account.
 pub const BANNER: &str = "OSCAR Box created the administrator account";
+
+/// Where the initial credentials are written, below the state directory.
+pub fn credentials_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("secrets").join("initial-admin-password")
+}
 
 /// Creates the administrator when the `security` table is empty. Runs under the migration
 /// lock, so exactly one instance creates it and prints the password.
-pub async fn ensure(conn: &mut Conn) -> Result<(), MigrationError> {
+pub async fn ensure(conn: &mut Conn, state_dir: &Path) -> Result<(), MigrationError> {
     let count: Option<i64> = conn.query_first("SELECT COUNT(*) FROM security").await?;
     if count.unwrap_or(0) > 0 {
         return Ok(());
@@ -32,6 +42,12 @@ pub async fn ensure(conn: &mut Conn) -> Result<(), MigrationError> {
             .await
             .expect("hashing does not panic")
     };
+    // Written before the account exists, so that no account has a password nobody can read.
+    let file = credentials_file(state_dir);
+    write_credentials(&file, &password, &pin).map_err(|e| MigrationError::Credentials {
+        path: file.clone(),
+        cause: e.to_string(),
+    })?;
     conn.exec_drop(
         "INSERT IGNORE INTO provider (provider_no, last_name, first_name, provider_type, specialty, team, sex, status, lastUpdateDate)
          VALUES (?, 'oscardoc', 'doctor', 'doctor', '', '', 'M', '1', NOW())",
@@ -46,13 +62,35 @@ pub async fn ensure(conn: &mut Conn) -> Result<(), MigrationError> {
     .await?;
     tracing::info!(
         user = ADMIN_USER,
-        "created the administrator account; its password was shown once on the console"
+        credentials = %file.display(),
+        "{BANNER}; its initial password and PIN are in the credentials file (mode 0600): delete it after the first sign-in"
     );
-    show_once(&password, &pin);
+    if std::io::stderr().is_terminal() {
+        show_once(&password, &pin);
+    }
     Ok(())
 }
 
-/// The one place a secret reaches a terminal: on purpose, once, outside the log.
+fn write_credentials(path: &Path, password: &str, pin: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    writeln!(
+        f,
+        "user name: {ADMIN_USER}\npassword: {password}\nPIN: {pin}"
+    )?;
+    f.sync_all()
+}
+
+/// The one place a secret reaches a terminal: on purpose, once, outside the log, and only
+/// when a person is watching (stderr is a terminal).
 #[expect(clippy::print_stderr)]
 fn show_once(password: &str, pin: &str) {
     eprintln!(

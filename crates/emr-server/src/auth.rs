@@ -4,12 +4,41 @@
 //! imported database keeps its logins, and upgraded at the next successful sign-in: OSCAR's
 //! SHA-1 "signed decimal" form (reference §1.5) and Open-O's `{bcrypt}` form.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
+
+/// Each Argon2 computation holds about 19 MiB. Without a bound, a burst of sign-ins (even for
+/// unknown users) could take gigabytes and invite the OOM killer to the database next door.
+static HASHING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    tokio::sync::Semaphore::new(cores * 2)
+});
+
+/// How long a sign-in waits for a hashing slot before it is refused as busy.
+const HASHING_WAIT: Duration = Duration::from_secs(10);
+
+/// Every hashing slot stayed taken for [`HASHING_WAIT`].
+#[derive(Debug, thiserror::Error)]
+#[error("too many sign-ins at once: no password hashing slot within {HASHING_WAIT:?}")]
+pub struct Busy;
+
+/// Runs CPU- and memory-heavy password work off the async path, a bounded number at a time.
+pub async fn hashing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
+    let permit = tokio::time::timeout(HASHING_WAIT, HASHING.acquire())
+        .await
+        .map_err(|_| Busy)?
+        .expect("the hashing semaphore is never closed");
+    let out = tokio::task::spawn_blocking(f)
+        .await
+        .expect("password hashing does not panic");
+    drop(permit);
+    Ok(out)
+}
 
 /// Which stored form a password hash is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

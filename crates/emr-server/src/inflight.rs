@@ -85,14 +85,14 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 }
 
 /// Writes the dump to the log at WARN: requests in flight, then the runtime's view.
-pub fn dump(state: &AppState) {
-    let requests = state.inflight.snapshot();
+pub fn dump(inflight: &Inflight, faults: &crate::faults::Faults) {
+    let requests = inflight.snapshot();
     let metrics = tokio::runtime::Handle::current().metrics();
     tracing::warn!(
         requests_in_flight = requests.len(),
         runtime_workers = metrics.num_workers(),
         runtime_alive_tasks = metrics.num_alive_tasks(),
-        fault = state.faults.describe(),
+        fault = faults.describe(),
         "task dump (SIGQUIT)"
     );
     for line in requests {

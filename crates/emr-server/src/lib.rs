@@ -67,7 +67,14 @@ async fn serve(
         .to_owned();
     let db = Db::new(&config, &password);
 
-    let Some(token_epoch_ms) = prepare_database(&db, &shutdown).await? else {
+    // The dump handler first: a supervisor may ask for a dump while the database is still
+    // being waited for, and SIGQUIT's default action would end the process mid-migration.
+    let inflight: Arc<inflight::Inflight> = Arc::default();
+    let faults: Arc<faults::Faults> = Arc::default();
+    spawn_dump_on_sigquit(Arc::clone(&inflight), Arc::clone(&faults))?;
+
+    let Some(token_epoch_ms) = prepare_database(&db, &config.box_.state_dir, &shutdown).await?
+    else {
         db.close().await;
         return Ok(());
     };
@@ -81,10 +88,9 @@ async fn serve(
         instance,
         db: db.clone(),
         token_epoch_ms,
-        inflight: Arc::default(),
-        faults: Arc::default(),
+        inflight,
+        faults,
     };
-    spawn_dump_on_sigquit(state.clone())?;
 
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("listen on {addr} (is another instance or program using that port?)")
@@ -128,10 +134,14 @@ async fn serve(
 
 /// Migrates and reads the token epoch, retrying while the database is unreachable (it may be
 /// starting, or failing over). Returns `None` if asked to stop meanwhile.
-async fn prepare_database(db: &Db, shutdown: &CancellationToken) -> anyhow::Result<Option<i64>> {
+async fn prepare_database(
+    db: &Db,
+    state_dir: &std::path::Path,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<i64>> {
     let mut delay = Duration::from_millis(100);
     loop {
-        match try_prepare(db).await {
+        match try_prepare(db, state_dir).await {
             Ok(epoch) => return Ok(Some(epoch)),
             Err(MigrationError::Db(e)) => {
                 tracing::warn!(retry_in = ?delay, "failed to reach the database: {e}");
@@ -146,13 +156,13 @@ async fn prepare_database(db: &Db, shutdown: &CancellationToken) -> anyhow::Resu
     }
 }
 
-async fn try_prepare(db: &Db) -> Result<i64, MigrationError> {
+async fn try_prepare(db: &Db, state_dir: &std::path::Path) -> Result<i64, MigrationError> {
     let mut conn = db.conn().await?;
     migrations::lock(&mut conn).await?;
     // First-start work shares the lock, so that exactly one instance creates the administrator.
     let outcome = async {
         let outcome = migrations::apply(&mut conn).await?;
-        admin::ensure(&mut conn).await?;
+        admin::ensure(&mut conn, state_dir).await?;
         Ok::<_, MigrationError>(outcome)
     }
     .await;
@@ -167,12 +177,15 @@ async fn try_prepare(db: &Db) -> Result<i64, MigrationError> {
     Ok(epoch.and_then(|e| e.parse().ok()).unwrap_or(0))
 }
 
-fn spawn_dump_on_sigquit(state: AppState) -> anyhow::Result<()> {
+fn spawn_dump_on_sigquit(
+    inflight: Arc<inflight::Inflight>,
+    faults: Arc<faults::Faults>,
+) -> anyhow::Result<()> {
     let mut quit = signal(SignalKind::quit()).context("install the SIGQUIT handler")?;
     tokio::spawn(
         async move {
             while quit.recv().await.is_some() {
-                inflight::dump(&state);
+                inflight::dump(&inflight, &faults);
             }
         }
         .in_current_span(),

@@ -126,6 +126,10 @@ pub async fn handle(state: &AppState, req: &Request, ip: &str) -> Result<String,
             audit(state, None, "WS_LOGIN_FAILURE", ip).await;
             return Err(Fault::NotAuthorised(INVALID.into()));
         }
+        Err(CheckError::Busy(e)) => {
+            tracing::warn!("refused a SOAP login: {e}");
+            return Err(Fault::Server);
+        }
         Err(e) => {
             tracing::error!("failed to check a SOAP login: {e}");
             return Err(Fault::Server);
@@ -156,46 +160,67 @@ pub async fn handle(state: &AppState, req: &Request, ip: &str) -> Result<String,
     ))
 }
 
+/// Why a sign-in could not be checked at all (as opposed to being refused).
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    #[error("{0}")]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Busy(#[from] auth::Busy),
+}
+
+impl From<mysql_async::Error> for CheckError {
+    fn from(e: mysql_async::Error) -> Self {
+        CheckError::Db(DbError::Sql(e))
+    }
+}
+
+/// Costs what a real verification costs, for refusals that need no verification, so that
+/// timing does not tell an unknown, locked or expired account from a wrong password.
+async fn equal_cost(password: &str) -> Result<(), auth::Busy> {
+    let pw = password.to_owned();
+    auth::hashing(move || auth::verify_password(&DUMMY_HASH, &pw)).await?;
+    Ok(())
+}
+
 /// Checks the credentials, keeping the lockout state; `None` means "not authorised" for any
 /// reason (unknown user, wrong password, expired, locked), which the client must not tell apart.
 async fn authenticate(
     state: &AppState,
     user: &str,
     password: &str,
-) -> Result<Option<Account>, DbError> {
+) -> Result<Option<Account>, CheckError> {
     let mut conn = state.db.conn().await?;
-    let row: Option<(i32, String, Option<String>, i64, i64)> = conn
+    let row: Option<(i32, String, Option<String>, i64)> = conn
         .exec_first(
             "SELECT security_no, password, provider_no,
-                    (date_ExpireDate IS NOT NULL AND date_ExpireDate < CURDATE()),
-                    UNIX_TIMESTAMP()
+                    (date_ExpireDate IS NOT NULL AND date_ExpireDate < CURDATE())
              FROM security WHERE user_name = ? LIMIT 1",
             (user,),
         )
         .await?;
-    let Some((security_no, stored, provider_no, expired, db_now)) = row else {
-        let pw = password.to_owned();
-        let _ = tokio::task::spawn_blocking(move || auth::verify_password(&DUMMY_HASH, &pw)).await;
+    let Some((security_no, stored, provider_no, expired)) = row else {
+        equal_cost(password).await?;
         return Ok(None);
     };
-    let failures = load_failures(&mut conn, user).await?;
-    if state.lockout.is_locked(failures.as_ref(), db_now) {
-        tracing::info!(security_no, "refused a sign-in to a locked account");
-        return Ok(None);
-    }
     if expired != 0 {
         tracing::info!(security_no, "refused a sign-in to an expired account");
+        equal_cost(password).await?;
+        return Ok(None);
+    }
+    // Counted before the password is checked, under the row lock, so that guesses sent at once
+    // (to one instance or several) are each counted; a success clears the count.
+    if !reserve_attempt(state, &mut conn, user).await? {
+        tracing::info!(security_no, "refused a sign-in to a locked account");
+        equal_cost(password).await?;
         return Ok(None);
     }
     let check = {
         let stored = stored.clone();
         let pw = password.to_owned();
-        tokio::task::spawn_blocking(move || auth::verify_password(&stored, &pw))
-            .await
-            .expect("password verification does not panic")
+        auth::hashing(move || auth::verify_password(&stored, &pw)).await?
     };
     if !check.ok {
-        record_failure(state, &mut conn, user).await?;
         return Ok(None);
     }
     conn.exec_drop(
@@ -206,9 +231,7 @@ async fn authenticate(
     let mut stored_hash = stored;
     if check.needs_upgrade {
         let pw = password.to_owned();
-        let new_hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
-            .await
-            .expect("hashing does not panic");
+        let new_hash = auth::hashing(move || auth::hash_password(&pw)).await?;
         // Only if nobody changed the password meanwhile.
         conn.exec_drop(
             "UPDATE security SET password = ?, passwordUpdateDate = NOW() WHERE security_no = ? AND password = ?",
@@ -227,26 +250,13 @@ async fn authenticate(
     }))
 }
 
-async fn load_failures(conn: &mut Conn, user: &str) -> Result<Option<FailureState>, DbError> {
-    let row: Option<(u32, i64, Option<i64>)> = conn
-        .exec_first(
-            "SELECT failures, UNIX_TIMESTAMP(first_failure), UNIX_TIMESTAMP(locked_until)
-             FROM oscarbox_login_failure WHERE user_name = ?",
-            (user,),
-        )
-        .await?;
-    Ok(
-        row.map(|(failures, first_failure, locked_until)| FailureState {
-            failures,
-            first_failure,
-            locked_until,
-        }),
-    )
-}
-
-/// Counts one failure under a row lock, so that concurrent guesses on several instances are
-/// all counted. The row is created first so that the lock is a row lock, not a gap lock.
-async fn record_failure(state: &AppState, conn: &mut Conn, user: &str) -> Result<(), DbError> {
+/// Counts one sign-in attempt against `user` unless the account is locked; false when locked.
+/// The row is created first so that the lock taken is a row lock, not a gap lock.
+async fn reserve_attempt(
+    state: &AppState,
+    conn: &mut Conn,
+    user: &str,
+) -> Result<bool, CheckError> {
     conn.exec_drop(
         "INSERT IGNORE INTO oscarbox_login_failure (user_name, failures, first_failure) VALUES (?, 0, NOW())",
         (user,),
@@ -262,13 +272,17 @@ async fn record_failure(state: &AppState, conn: &mut Conn, user: &str) -> Result
         .await?;
     let Some((failures, first_failure, locked_until, now)) = row else {
         tx.rollback().await?;
-        return Ok(());
+        return Ok(true);
     };
     let prev = FailureState {
         failures,
         first_failure,
         locked_until,
     };
+    if state.lockout.is_locked(Some(&prev), now) {
+        tx.rollback().await?;
+        return Ok(false);
+    }
     let next = state.lockout.after_failure(Some(&prev), now);
     tx.exec_drop(
         "UPDATE oscarbox_login_failure SET failures = ?, first_failure = FROM_UNIXTIME(?), locked_until = FROM_UNIXTIME(?) WHERE user_name = ?",
@@ -279,10 +293,10 @@ async fn record_failure(state: &AppState, conn: &mut Conn, user: &str) -> Result
     if next.locked_until.is_some() && prev.locked_until.is_none() {
         tracing::warn!(
             failures = next.failures,
-            "locked an account after repeated failed sign-ins"
+            "locked an account after repeated sign-in attempts"
         );
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Writes OSCAR's audit row: `WS_LOGIN_SUCCESS` with the provider, `WS_LOGIN_FAILURE` with

@@ -46,6 +46,11 @@ pub enum MigrationError {
     TooNew { found: u32, known: u32 },
     #[error("migration {version} ({name}) in the database differs from the one built into this oscar-emr; restore the original migration file")]
     Edited { version: u32, name: &'static str },
+    #[error("cannot write the administrator's initial credentials to {}: {cause}", path.display())]
+    Credentials {
+        path: std::path::PathBuf,
+        cause: String,
+    },
     #[error("migration {version} ({name}) failed: {cause}")]
     Failed {
         version: u32,

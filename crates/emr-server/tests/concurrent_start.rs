@@ -29,9 +29,24 @@ async fn two_instances_migrate_once_and_both_serve() -> anyhow::Result<()> {
     assert_eq!(
         creds.iter().filter(|c| c.is_some()).count(),
         1,
-        "exactly one instance created and printed the administrator"
+        "exactly one instance created the administrator"
     );
-    let (user, password) = creds.into_iter().flatten().next().expect("one printed it");
+    let (user, password) = creds.into_iter().flatten().next().expect("one created it");
+    // The password is in a file for this user only, and never in any log.
+    let file = cfg
+        .path
+        .parent()
+        .expect("a directory")
+        .join("state/secrets/initial-admin-password");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file)?.permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        a.log()
+            .iter()
+            .chain(b.log().iter())
+            .all(|l| !l.contains(&password)),
+        "the administrator's password reached a log"
+    );
 
     // A token from one instance is the token the other gives too: clients may land on either.
     let c = reqwest::Client::new();
