@@ -135,11 +135,11 @@ impl Default for RawWatchdog {
             startup_budget: "60s".into(),
             gc_max_extension: "30s".into(),
             dump_wait: "5s".into(),
-            stop_grace: "10s".into(),
+            stop_grace: "15s".into(),
             backoff_initial: "1s".into(),
             backoff_max: "60s".into(),
             crash_loop_restarts: 5,
-            crash_loop_window: "5m".into(),
+            crash_loop_window: "10m".into(),
             failed_retry_interval: "1m".into(),
             memory_ceiling_mib: 0,
         }

@@ -163,7 +163,7 @@ fn worker_arguments_expand_their_placeholders() {
     let msg = errors(&bad);
     assert!(msg.contains("test.toml:10: emr.kind: expected \"oscar-emr\", \"jvm\" or \"process\", found \"tomcat\""), "{msg}");
     assert!(
-        msg.contains("test.toml:11: emr.probe-path: expected a path starting with '/'"),
+        msg.contains("test.toml:11: emr.probe-path: expected the SystemInfoService path"),
         "{msg}"
     );
     assert!(
@@ -192,4 +192,32 @@ fn watchdog_settings_are_typed() {
     );
     assert_eq!(cfg.watchdog.memory_ceiling, Some(512 * 1024 * 1024));
     assert!(cfg.watchdog.control_socket.ends_with("run/watchdog.sock"));
+}
+
+#[test]
+fn watchdog_bounds_protect_the_box() {
+    let msg = errors(&format!(
+        "{MINIMAL}[emr]\nshutdown-grace = \"20s\"\nprobe-path = \"/oscar/ws/SystemInfoService/\"\n[watchdog]\nprobe-interval = \"1ms\"\nstop-grace = \"10s\"\nmemory-ceiling-mib = 9223372036854775807\n"
+    ));
+    assert!(
+        msg.contains("emr.probe-path: expected the SystemInfoService path"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("watchdog.probe-interval: expected at least 50ms"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("watchdog.stop-grace: must be longer than emr.shutdown-grace (20s)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("watchdog.memory-ceiling-mib: expected 0 (no ceiling) or a size in MiB"),
+        "{msg}"
+    );
+    let msg = errors(&format!("{MINIMAL}[emr]\nlogin-lockout = \"30days\"\n"));
+    assert!(
+        msg.contains("emr.login-lockout: expected at most 24h"),
+        "{msg}"
+    );
 }

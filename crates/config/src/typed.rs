@@ -368,10 +368,11 @@ impl RawConfig {
                 WorkerKind::Process
             }
         };
-        if !probe_path.starts_with('/') {
+        // The probe is always SOAP isAlive; only the context path before it varies.
+        if !probe_path.starts_with('/') || !probe_path.ends_with("/ws/SystemInfoService") {
             c.err(
                 "emr.probe-path",
-                format!("expected a path starting with '/', such as \"/oscar/ws/SystemInfoService\", found {probe_path:?}"),
+                format!("expected the SystemInfoService path under the worker's context, such as \"/ws/SystemInfoService\" or \"/oscar/ws/SystemInfoService\", found {probe_path:?}"),
             );
         }
         for (i, a) in args.iter().enumerate() {
@@ -389,6 +390,13 @@ impl RawConfig {
                 rest = &after[close + 1..];
             }
         }
+        let lockout = c.duration("emr.login-lockout", &login_lockout);
+        if lockout > Duration::from_secs(24 * 3600) {
+            c.err(
+                "emr.login-lockout",
+                format!("expected at most 24h (a longer lock is a denial of service on the account), found {login_lockout:?}"),
+            );
+        }
         let emr = EmrConfig {
             command,
             args,
@@ -402,7 +410,7 @@ impl RawConfig {
             max_request_body_bytes: max_body.get() as usize,
             shutdown_grace: c.duration("emr.shutdown-grace", &shutdown_grace),
             login_max_failures: c.nonzero("emr.login-max-failures", login_max_failures, 1000),
-            login_lockout: c.duration("emr.login-lockout", &login_lockout),
+            login_lockout: lockout,
             db_pool_max: c.nonzero("emr.db-pool-max", db_pool_max, 1000),
             db_connect_timeout: c.duration("emr.db-connect-timeout", &db_connect_timeout),
             fault_injection: FaultInjection { enabled: faults },
@@ -425,8 +433,8 @@ impl RawConfig {
         } = watchdog;
         let memory_ceiling = match u64::try_from(memory_ceiling_mib) {
             Ok(0) => None,
-            Ok(mib) => Some(mib * 1024 * 1024),
-            Err(_) => {
+            Ok(mib) if mib <= 1 << 30 => Some(mib * 1024 * 1024),
+            _ => {
                 c.err(
                     "watchdog.memory-ceiling-mib",
                     format!("expected 0 (no ceiling) or a size in MiB, found {memory_ceiling_mib}"),
@@ -455,6 +463,21 @@ impl RawConfig {
             memory_ceiling,
             control_socket: box_.state_dir.join("run").join("watchdog.sock"),
         };
+        if watchdog.probe_interval < Duration::from_millis(50) {
+            c.err(
+                "watchdog.probe-interval",
+                format!("expected at least 50ms (a probe every few milliseconds is load, not vigilance), found {probe_interval:?}"),
+            );
+        }
+        if emr.shutdown_grace >= watchdog.stop_grace {
+            c.err(
+                "watchdog.stop-grace",
+                format!(
+                    "must be longer than emr.shutdown-grace ({:?}), so that an instance finishes draining before it is killed",
+                    emr.shutdown_grace
+                ),
+            );
+        }
 
         let RawDatabase {
             name,

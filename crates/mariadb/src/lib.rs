@@ -102,31 +102,54 @@ fn which(program: &'static str) -> Result<PathBuf, Error> {
     Err(Error::NotInstalled { program })
 }
 
-/// Creates the system tables in `spec.data_dir` unless they are already there.
+/// Creates the system tables in `spec.data_dir` unless they are already there. The tables are
+/// built in a scratch directory and renamed into place, so that an interrupted first start
+/// never leaves a half-built data directory that a later start would take for a whole one.
 pub async fn init_data_dir(spec: &NodeSpec) -> Result<bool, Error> {
     if std::fs::metadata(spec.data_dir.join("mysql")).is_ok_and(|m| m.is_dir()) {
         return Ok(false);
     }
-    std::fs::create_dir_all(&spec.data_dir)?;
+    if std::fs::read_dir(&spec.data_dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(Error::Io(std::io::Error::other(format!(
+            "{} is not empty but holds no MariaDB system tables; move it aside or empty it",
+            spec.data_dir.display()
+        ))));
+    }
+    let scratch = spec.data_dir.with_extension("initializing");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
     std::fs::create_dir_all(spec.tmp_dir())?;
     let program = which("mariadb-install-db")?;
-    let mut args = spec.common_args();
+    let scratch_spec = NodeSpec {
+        data_dir: scratch.clone(),
+        ..spec.clone()
+    };
+    let mut args = scratch_spec.common_args();
+    // The scratch directory's name would give a different tmpdir: keep the node's own.
+    args.retain(|a| !a.starts_with("--tmpdir="));
+    args.push(format!("--tmpdir={}", spec.tmp_dir().display()));
     args.extend([
         "--auth-root-authentication-method=normal".to_owned(),
         "--skip-test-db".to_owned(),
     ]);
+    // Its own process group, killed if this future is dropped (Ctrl-C during a first start).
     let out = tokio::process::Command::new(program)
         .args(&args)
         .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
         .output()
         .await?;
     if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&scratch);
         return Err(Error::Tool {
             program: "mariadb-install-db",
             status: out.status,
             detail: tail(&String::from_utf8_lossy(&out.stderr), 20),
         });
     }
+    let _ = std::fs::remove_dir(&spec.data_dir);
+    std::fs::rename(&scratch, &spec.data_dir)?;
     Ok(true)
 }
 

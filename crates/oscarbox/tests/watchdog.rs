@@ -269,10 +269,14 @@ async fn sigkill_to_the_watchdog_leaves_no_child_holding_a_port() -> anyhow::Res
     }
     for n in [1, 2] {
         let addr = wd.config.addr(n);
-        assert!(
-            std::net::TcpListener::bind(addr).is_ok(),
-            "port of instance {n} is free"
-        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while std::net::TcpListener::bind(addr).is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "port of instance {n} is still held"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     // A new watchdog on the same configuration starts cleanly (stale socket replaced).
     let again = Watchdog::start(OSCARBOX.as_ref(), &wd.config)?;

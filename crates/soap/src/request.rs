@@ -13,6 +13,10 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most parameters (wrapper children) accepted in one operation.
     pub max_params: usize,
+    /// Most elements in the whole document, and most namespace declarations: resolving names
+    /// scans the declarations in scope, so many of both would cost quadratic CPU.
+    pub max_elements: usize,
+    pub max_namespace_declarations: usize,
 }
 
 impl Default for Limits {
@@ -20,6 +24,8 @@ impl Default for Limits {
         Limits {
             max_depth: 32,
             max_params: 1000,
+            max_elements: 10_000,
+            max_namespace_declarations: 64,
         }
     }
 }
@@ -97,6 +103,12 @@ pub enum ParseError {
     TooDeep(usize),
     #[error("the request has more than {0} parameters")]
     TooManyParams(usize),
+    #[error("the request has more than {0} elements")]
+    TooManyElements(usize),
+    #[error("the request declares more than {0} namespaces")]
+    TooManyNamespaces(usize),
+    #[error("the request has more than one {0}")]
+    Repeated(&'static str),
     #[error("the root element is not a SOAP 1.1 Envelope")]
     NotAnEnvelope,
     #[error("SOAP 1.2 is not supported by this endpoint; send a SOAP 1.1 envelope")]
@@ -161,6 +173,8 @@ pub fn parse_request(body: &[u8], limits: Limits) -> Result<Request, ParseError>
     let mut seen_body = false;
     let mut param_nil = false;
     let mut param_complex = false;
+    let mut elements = 0usize;
+    let mut namespaces = 0usize;
     let mut buf = Vec::new();
 
     loop {
@@ -173,11 +187,29 @@ pub fn parse_request(body: &[u8], limits: Limits) -> Result<Request, ParseError>
                 if stack.len() >= limits.max_depth {
                     return Err(ParseError::TooDeep(limits.max_depth));
                 }
+                elements += 1;
+                if elements > limits.max_elements {
+                    return Err(ParseError::TooManyElements(limits.max_elements));
+                }
+                namespaces += start
+                    .attributes()
+                    .with_checks(false)
+                    .flatten()
+                    .filter(|a| a.key.as_ref().starts_with(b"xmlns"))
+                    .count();
+                if namespaces > limits.max_namespace_declarations {
+                    return Err(ParseError::TooManyNamespaces(
+                        limits.max_namespace_declarations,
+                    ));
+                }
                 let local = local_name(&start)?;
                 let ns = namespace(&ns);
                 let parent = stack.last().copied();
                 let place = match parent {
                     None => {
+                        if seen_envelope {
+                            return Err(ParseError::Repeated("root element"));
+                        }
                         if local != "Envelope" {
                             return Err(ParseError::NotAnEnvelope);
                         }
@@ -193,6 +225,9 @@ pub fn parse_request(body: &[u8], limits: Limits) -> Result<Request, ParseError>
                     Some(Place::Envelope) => match (local.as_str(), ns.as_deref()) {
                         ("Header", Some(SOAP11_NS)) => Place::Header,
                         ("Body", Some(SOAP11_NS)) => {
+                            if seen_body {
+                                return Err(ParseError::Repeated("SOAP Body"));
+                            }
                             seen_body = true;
                             Place::Body
                         }
@@ -499,6 +534,26 @@ mod tests {
             ),
             Err(ParseError::WrongNamespace { .. })
         ));
+    }
+
+    #[test]
+    fn refuses_costly_and_ambiguous_documents() {
+        let decls: String = (0..100)
+            .map(|i| format!(" xmlns:p{i}=\"urn:{i}\""))
+            .collect();
+        let many_ns = format!(
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"{decls}><soap:Body><isAlive/></soap:Body></soap:Envelope>"#
+        );
+        assert_eq!(parse(&many_ns), Err(ParseError::TooManyNamespaces(64)));
+        let many = format!(
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header>{}</soap:Header><soap:Body><isAlive/></soap:Body></soap:Envelope>"#,
+            "<b/>".repeat(20_000)
+        );
+        assert_eq!(parse(&many), Err(ParseError::TooManyElements(10_000)));
+        let two_bodies = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><isAlive/></soap:Body><soap:Body><login/></soap:Body></soap:Envelope>"#;
+        assert_eq!(parse(two_bodies), Err(ParseError::Repeated("SOAP Body")));
+        let two_roots = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><isAlive/></soap:Body></soap:Envelope><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><login/></soap:Body></soap:Envelope>"#;
+        assert_eq!(parse(two_roots), Err(ParseError::Repeated("root element")));
     }
 
     proptest::proptest! {

@@ -179,14 +179,18 @@ impl Drop for Child {
 /// Asks the kernel to SIGKILL the child when the thread that spawned it dies.
 #[expect(unsafe_code)]
 fn set_parent_death_signal(cmd: &mut tokio::process::Command) {
+    // Read before the fork: inside the child, a parent pid other than this one means the
+    // parent died before prctl took effect (the child was reparented, to init or a subreaper),
+    // and then no signal will ever come.
+    let parent = nix::unistd::getpid();
     // SAFETY: the closure runs between fork and exec and calls only prctl(2) and getppid(2),
-    // both async-signal-safe; it allocates nothing and takes no locks.
+    // both async-signal-safe; it allocates nothing (the error is a plain errno) and takes no
+    // locks.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // If the parent died before prctl took effect, no signal will come: exit now.
-            if nix::unistd::getppid().as_raw() == 1 {
-                return Err(std::io::Error::other("parent exited during spawn"));
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
             }
             Ok(())
         });

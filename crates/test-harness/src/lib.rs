@@ -25,9 +25,40 @@ pub fn free_port() -> u16 {
     free_ports(1)
 }
 
-/// The first of `n` consecutive free loopback ports, chosen below the kernel's ephemeral range:
-/// a port in that range can be taken at any moment as the local end of some outgoing
-/// connection (a probe, a database client), and then nothing can listen on it.
+/// Ports this test process has reserved, kept locked until the process exits (nextest runs
+/// each test in its own process, so a reservation lasts exactly one test).
+static RESERVED: std::sync::Mutex<Vec<nix::fcntl::Flock<std::fs::File>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Reserves `port` against every other test process on this machine: an exclusive `flock` on
+/// a file named for it. Binding to check a port and then releasing it is not enough, because
+/// two processes can both find it free before either listens.
+fn reserve(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("oscarbox-test-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return false;
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+    else {
+        return false;
+    };
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => {
+            RESERVED.lock().expect("reservation lock").push(lock);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The first of `n` consecutive free loopback ports, reserved for this test process and chosen
+/// below the kernel's ephemeral range: a port in that range can be taken at any moment as the
+/// local end of some outgoing connection (a probe, a database client), and then nothing can
+/// listen on it.
 pub fn free_ports(n: u16) -> u16 {
     use rand::Rng as _;
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -39,9 +70,10 @@ pub fn free_ports(n: u16) -> u16 {
         })
         .unwrap_or(32_768);
     let top = ephemeral_low.saturating_sub(n).max(10_001 + n);
-    for _ in 0..200 {
+    for _ in 0..500 {
         let base: u16 = rand::rng().random_range(10_000..top);
-        let all_free = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        let all_free =
+            (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok() && reserve(base + i));
         if all_free {
             return base;
         }
@@ -235,6 +267,7 @@ pub struct Emr {
     log: Arc<Mutex<Vec<String>>>,
     allowed_errors: Vec<String>,
     exited: Option<std::process::ExitStatus>,
+    state_dir: PathBuf,
 }
 
 impl Emr {
@@ -258,6 +291,10 @@ impl Emr {
             log,
             allowed_errors: Vec::new(),
             exited: None,
+            state_dir: config
+                .path
+                .parent()
+                .map_or_else(|| PathBuf::from("state"), |d| d.join("state")),
         })
     }
 
@@ -351,16 +388,17 @@ impl Emr {
         unexpected_errors(&self.log, &self.allowed_errors)
     }
 
-    /// The administrator credentials the instance printed, if it was the one that created them.
+    /// The administrator credentials, if this instance was the one that created them (it says
+    /// so in its log; they are in the 0600 file in the state directory, never in the log).
     pub fn admin_credentials(&self) -> Option<(String, String)> {
-        let log = self.log();
-        let at = log
+        self.log()
             .iter()
-            .position(|l| l.contains("OSCAR Box created the administrator account"))?;
+            .find(|l| l.contains("OSCAR Box created the administrator account"))?;
+        let text =
+            std::fs::read_to_string(self.state_dir.join("secrets/initial-admin-password")).ok()?;
         let field = |name: &str| {
-            log[at..]
-                .iter()
-                .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
         };
         Some((field("user name:")?, field("password:")?))
     }
