@@ -37,6 +37,15 @@ pub struct BoxConfig {
     pub log_level: String,
 }
 
+impl BoxConfig {
+    /// Where the first administrator's generated password and PIN are written (mode 0600).
+    pub fn initial_admin_credentials(&self) -> PathBuf {
+        self.state_dir
+            .join("secrets")
+            .join("initial-admin-password")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmrConfig {
     pub command: String,

@@ -7,7 +7,7 @@
 
 use std::io::{IsTerminal as _, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -22,14 +22,11 @@ pub const ADMIN_PROVIDER_NO: &str = "999998";
 /// The log line that says an instance created the account.
 pub const BANNER: &str = "OSCAR Box created the administrator account";
 
-/// Where the initial credentials are written, below the state directory.
-pub fn credentials_file(state_dir: &Path) -> PathBuf {
-    state_dir.join("secrets").join("initial-admin-password")
-}
-
 /// Creates the administrator when the `security` table is empty. Runs under the migration
 /// lock, so exactly one instance creates it and prints the password.
-pub async fn ensure(conn: &mut Conn, state_dir: &Path) -> Result<(), MigrationError> {
+/// `credentials` is where the generated password and PIN are written
+/// (`BoxConfig::initial_admin_credentials`).
+pub async fn ensure(conn: &mut Conn, credentials: &Path) -> Result<(), MigrationError> {
     let count: Option<i64> = conn.query_first("SELECT COUNT(*) FROM security").await?;
     if count.unwrap_or(0) > 0 {
         return Ok(());
@@ -43,7 +40,7 @@ pub async fn ensure(conn: &mut Conn, state_dir: &Path) -> Result<(), MigrationEr
             .expect("hashing does not panic")
     };
     // Written before the account exists, so that no account has a password nobody can read.
-    let file = credentials_file(state_dir);
+    let file = credentials.to_path_buf();
     write_credentials(&file, &password, &pin).map_err(|e| MigrationError::Credentials {
         path: file.clone(),
         cause: e.to_string(),

@@ -73,7 +73,8 @@ async fn serve(
     let faults: Arc<faults::Faults> = Arc::default();
     spawn_dump_on_sigquit(Arc::clone(&inflight), Arc::clone(&faults))?;
 
-    let Some(token_epoch_ms) = prepare_database(&db, &config.box_.state_dir, &shutdown).await?
+    let Some(token_epoch_ms) =
+        prepare_database(&db, &config.box_.initial_admin_credentials(), &shutdown).await?
     else {
         db.close().await;
         return Ok(());
@@ -136,12 +137,12 @@ async fn serve(
 /// starting, or failing over). Returns `None` if asked to stop meanwhile.
 async fn prepare_database(
     db: &Db,
-    state_dir: &std::path::Path,
+    credentials: &std::path::Path,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<i64>> {
     let mut delay = Duration::from_millis(100);
     loop {
-        match try_prepare(db, state_dir).await {
+        match try_prepare(db, credentials).await {
             Ok(epoch) => return Ok(Some(epoch)),
             Err(MigrationError::Db(e)) => {
                 tracing::warn!(retry_in = ?delay, "failed to reach the database: {e}");
@@ -156,13 +157,13 @@ async fn prepare_database(
     }
 }
 
-async fn try_prepare(db: &Db, state_dir: &std::path::Path) -> Result<i64, MigrationError> {
+async fn try_prepare(db: &Db, credentials: &std::path::Path) -> Result<i64, MigrationError> {
     let mut conn = db.conn().await?;
     migrations::lock(&mut conn).await?;
     // First-start work shares the lock, so that exactly one instance creates the administrator.
     let outcome = async {
         let outcome = migrations::apply(&mut conn).await?;
-        admin::ensure(&mut conn, state_dir).await?;
+        admin::ensure(&mut conn, credentials).await?;
         Ok::<_, MigrationError>(outcome)
     }
     .await;

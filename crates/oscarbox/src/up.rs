@@ -239,5 +239,12 @@ fn announce(config: &Config) {
         }
     }
     println!("  `oscarbox status` shows the watchdog's view of them.");
+    let credentials = config.box_.initial_admin_credentials();
+    if std::fs::metadata(&credentials).is_ok() {
+        println!(
+            "  First sign-in: the administrator's initial password is in {} (delete it afterwards).",
+            credentials.display()
+        );
+    }
     println!("  The HTTPS proxy in front of them is not part of this build yet.\n");
 }
