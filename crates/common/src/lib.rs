@@ -33,6 +33,19 @@ pub fn load_config(path: Option<&Path>) -> Result<oscarbox_config::Config, ExitC
     })
 }
 
+/// Starts logging at `log_level` and builds the multi-threaded runtime every binary runs on;
+/// a failure is logged and becomes the exit status.
+pub fn start_runtime(log_level: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+    init_logging(log_level);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            tracing::error!("failed to build the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` when set, else by `default_filter` (the config's
 /// `box.log-level`). Colours only on a terminal, so that captured logs stay greppable.
 pub fn init_logging(default_filter: &str) {

@@ -40,16 +40,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EX_USAGE);
     }
-    oscarbox_common::init_logging(&config.box_.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match oscarbox_common::start_runtime(&config.box_.log_level) {
         Ok(r) => r,
-        Err(e) => {
-            tracing::error!("failed to build the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let shutdown = CancellationToken::new();
     let result = runtime.block_on(async {

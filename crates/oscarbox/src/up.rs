@@ -31,16 +31,9 @@ pub fn run(config_path: Option<&Path>, mode: Mode) -> ExitCode {
         Ok(c) => Arc::new(c),
         Err(code) => return code,
     };
-    oscarbox_common::init_logging(&config.box_.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match oscarbox_common::start_runtime(&config.box_.log_level) {
         Ok(r) => r,
-        Err(e) => {
-            tracing::error!("failed to build the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
