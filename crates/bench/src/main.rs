@@ -20,8 +20,7 @@ use anyhow::{bail, Context as _};
 use oscarbox_test_harness::{is_alive, Emr, EmrConfig, MariaDb, Signal, Watchdog, IS_ALIVE};
 
 fn beside_me(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("find this executable")?;
-    let p = exe.parent().context("executable directory")?.join(name);
+    let p = oscarbox_test_harness::bin_path(name);
     std::fs::metadata(&p)
         .with_context(|| format!("{} is not built; run scripts/bench", p.display()))?;
     Ok(p)

@@ -1,5 +1,5 @@
 //! What every OSCAR Box binary shares: argument and configuration loading with the exit code
-//! for usage errors, logging setup and the shutdown signal.
+//! for usage errors, logging setup, the shutdown signal, and writing secrets to disk.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
@@ -10,6 +10,34 @@ use tokio_util::sync::CancellationToken;
 
 /// Exit status for a bad command line or configuration (`EX_USAGE` from sysexits.h).
 pub const EX_USAGE: u8 = 64;
+
+/// Writes `contents` to `path` for this user only, durably: the directory is created with mode
+/// 0700, the file written beside it with mode 0600 and fsynced, then renamed into place and
+/// the directory fsynced, so that a crash leaves the old file or the new one, never half.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // A stale temporary file keeps its old mode; this one must be private whatever it was.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
 
 /// Parses the command line; on a usage error prints it and gives exit status 64, on `--help` or
 /// `--version` prints them and gives 0.

@@ -5,8 +5,7 @@
 //! first sign-in. They are written to a file of mode 0600 in the state directory (never to the
 //! log, which under the watchdog is the journal), and shown on the console when there is one.
 
-use std::io::{IsTerminal as _, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::io::IsTerminal as _;
 use std::path::Path;
 
 use mysql_async::prelude::Queryable;
@@ -69,21 +68,8 @@ pub async fn ensure(conn: &mut Conn, credentials: &Path) -> Result<(), Migration
 }
 
 fn write_credentials(path: &Path, password: &str, pin: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    writeln!(
-        f,
-        "user name: {ADMIN_USER}\npassword: {password}\nPIN: {pin}"
-    )?;
-    f.sync_all()
+    let text = format!("user name: {ADMIN_USER}\npassword: {password}\nPIN: {pin}\n");
+    oscarbox_common::write_private(path, text.as_bytes())
 }
 
 /// The one place a secret reaches a terminal: on purpose, once, outside the log, and only

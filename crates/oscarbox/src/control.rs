@@ -4,41 +4,34 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use oscarbox_watchdog_api::{from_line, to_line, Answer, Request, Status, VERSION};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use oscarbox_watchdog::control::{self, AskError};
+use oscarbox_watchdog_api::{to_line, Answer, Request, Status, VERSION};
 
 /// Exit status when the watchdog cannot be reached (`EX_UNAVAILABLE`).
 const EX_UNAVAILABLE: u8 = 69;
 
 fn ask(config: Option<&Path>, request: &Request) -> Result<Answer, ExitCode> {
     let config = oscarbox_common::load_config(config)?;
-    let socket = config.watchdog.control_socket;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|_| ExitCode::FAILURE)?;
-    runtime.block_on(async {
-        let stream = tokio::net::UnixStream::connect(&socket).await.map_err(|e| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "the watchdog is not running (cannot connect to {}: {e}); start the box with `oscarbox up`, or `systemctl start oscarbox-watchdog` on the appliance",
-                socket.display()
-            );
-            ExitCode::from(EX_UNAVAILABLE)
-        })?;
-        let (read, mut write) = stream.into_split();
-        let io_error = |e: std::io::Error| {
-            let _ = writeln!(std::io::stderr(), "failed to talk to the watchdog: {e}");
-            ExitCode::FAILURE
-        };
-        write.write_all(to_line(request).as_bytes()).await.map_err(io_error)?;
-        let mut line = String::new();
-        BufReader::new(read).read_line(&mut line).await.map_err(io_error)?;
-        from_line::<Answer>(&line).map_err(|e| {
-            let _ = writeln!(std::io::stderr(), "the watchdog answered something this oscarbox does not understand: {e}");
-            ExitCode::FAILURE
+    runtime
+        .block_on(control::ask(&config.watchdog.control_socket, request))
+        .map_err(|e| {
+            let code = match e {
+                AskError::Unreachable { .. } => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "the watchdog is not running ({e}); start the box with `oscarbox up`, or `systemctl start oscarbox-watchdog` on the appliance"
+                    );
+                    return ExitCode::from(EX_UNAVAILABLE);
+                }
+                _ => ExitCode::FAILURE,
+            };
+            let _ = writeln!(std::io::stderr(), "{e}");
+            code
         })
-    })
 }
 
 pub fn status(config: Option<&Path>, json: bool) -> ExitCode {

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use oscar_soap::probe::{self, ProbeAnswer};
 use oscarbox_config::{Config, Profile};
 use oscarbox_mariadb::NodeSpec;
+use oscarbox_watchdog::control;
+use oscarbox_watchdog_api::{Answer, Request};
 use tokio_util::sync::CancellationToken;
 
 /// What to run.
@@ -180,39 +181,25 @@ async fn run_box(
     watchdog.await.context("join the watchdog")?
 }
 
-/// Prints where to reach the box once every instance answers, or returns on shutdown.
+/// Prints where to reach the box once the watchdog reports every instance healthy, or returns
+/// on shutdown. The watchdog already probes them; this reads its verdict rather than probing
+/// again.
 async fn announce_when_ready(config: &Config, shutdown: &CancellationToken) {
-    let Ok(client) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-    else {
-        return;
-    };
+    let want = config.emr.instances.get() as usize;
     loop {
-        let mut all = true;
-        for n in 1..=config.emr.instances.get() {
-            let addr = config
-                .emr
-                .instance_addr(n)
-                .expect("instances are numbered from the config");
-            if !alive(&client, addr).await {
-                all = false;
-                break;
+        if let Ok(Answer::Status(s)) =
+            control::ask(&config.watchdog.control_socket, &Request::Status).await
+        {
+            if s.workers.len() == want && s.workers.iter().all(|w| w.state == "healthy") {
+                announce(config);
+                return;
             }
-        }
-        if all {
-            announce(config);
-            return;
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
-}
-
-async fn alive(client: &reqwest::Client, addr: std::net::SocketAddr) -> bool {
-    probe::send(client, &format!("http://{addr}")).await == ProbeAnswer::Alive
 }
 
 #[expect(

@@ -530,14 +530,8 @@ impl Watchdog {
 
     /// The status document from the control socket.
     pub async fn status(&self) -> anyhow::Result<oscarbox_watchdog_api::Status> {
-        use tokio::io::AsyncWriteExt as _;
-        let stream = tokio::net::UnixStream::connect(&self.socket).await?;
-        let (read, mut write) = stream.into_split();
-        let request = oscarbox_watchdog_api::to_line(&oscarbox_watchdog_api::Request::Status);
-        write.write_all(request.as_bytes()).await?;
-        let mut line = String::new();
-        BufReader::new(read).read_line(&mut line).await?;
-        match oscarbox_watchdog_api::from_line(&line)? {
+        let request = oscarbox_watchdog_api::Request::Status;
+        match oscarbox_watchdog::control::ask(&self.socket, &request).await? {
             oscarbox_watchdog_api::Answer::Status(s) => Ok(s),
             other => bail!("unexpected answer {other:?}"),
         }
