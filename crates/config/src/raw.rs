@@ -197,6 +197,45 @@ pub struct RawProxy {
     /// A certificate to use instead of the self-signed one generated on first start.
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
+    /// Send `Strict-Transport-Security` (browsers then refuse plain HTTP and certificate
+    /// warnings for this host).
+    pub hsts: bool,
+    /// The admin API's unix socket; default `<state-dir>/run/proxy.sock`.
+    pub admin_socket: Option<String>,
+    /// How often each instance gets a SOAP `isAlive` probe, and how long one may take.
+    pub health_interval: String,
+    pub health_timeout: String,
+    /// Consecutive passed probes that bring an ejected instance back.
+    pub health_rise: i64,
+    /// Consecutive failed probes that eject an instance.
+    pub health_fall: i64,
+    /// Consecutive failed requests (no connection, no answer in time, 502/503/504) that eject
+    /// an instance before its probes do.
+    pub passive_fall: i64,
+    /// An instance back from ejection takes a growing share of requests over this time.
+    pub slow_start: String,
+    pub connect_timeout: String,
+    /// How long an idempotent request waits for an instance's first byte before it is tried
+    /// on another instance.
+    pub first_byte_timeout: String,
+    /// How long any other request waits for the answer's first byte (then 504).
+    pub request_timeout: String,
+    /// The same, for routes that carry documents (uploads are slow on clinic uplinks).
+    pub document_timeout: String,
+    /// Retries allowed, as a percentage of requests (plus a few per second), so that a sick
+    /// box is not hit by a retry storm.
+    pub retry_budget_percent: i64,
+    /// Request bodies above this many MiB get 413.
+    pub max_request_body_mib: i64,
+    /// Request heads (request line and headers) above this many KiB get 431.
+    pub max_header_kib: i64,
+    /// A client must send a whole request head within this time (slow clients are cut off).
+    pub header_read_timeout: String,
+    /// Route a browser back to the instance that served it (a cookie), for stock OSCAR whose
+    /// sessions live in one Tomcat's memory.
+    pub sticky_sessions: bool,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: String,
 }
 
 impl Default for RawProxy {
@@ -207,6 +246,24 @@ impl Default for RawProxy {
             listen_address: "0.0.0.0".into(),
             tls_cert_file: None,
             tls_key_file: None,
+            hsts: true,
+            admin_socket: None,
+            health_interval: "500ms".into(),
+            health_timeout: "1s".into(),
+            health_rise: 2,
+            health_fall: 2,
+            passive_fall: 2,
+            slow_start: "10s".into(),
+            connect_timeout: "1s".into(),
+            first_byte_timeout: "800ms".into(),
+            request_timeout: "120s".into(),
+            document_timeout: "30m".into(),
+            retry_budget_percent: 20,
+            max_request_body_mib: 256,
+            max_header_kib: 32,
+            header_read_timeout: "10s".into(),
+            sticky_sessions: false,
+            shutdown_grace: "30s".into(),
         }
     }
 }

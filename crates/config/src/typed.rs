@@ -80,6 +80,17 @@ impl EmrConfig {
             .collect()
     }
 
+    /// `http://ADDR` plus the probe path's context (`/oscar` for stock OSCAR) for instance `n`:
+    /// what [`oscar_soap`]'s probe is sent to.
+    pub fn probe_base(&self, n: u32) -> Option<String> {
+        let addr = self.instance_addr(n)?;
+        let prefix = self
+            .probe_path
+            .strip_suffix("/ws/SystemInfoService")
+            .unwrap_or("");
+        Some(format!("http://{addr}{prefix}"))
+    }
+
     /// The address instance `n` (1-based) listens on, if `n` is configured.
     pub fn instance_addr(&self, n: u32) -> Option<SocketAddr> {
         if n == 0 || n > self.instances.get() {
@@ -151,6 +162,31 @@ pub struct ProxyConfig {
     pub listen_address: IpAddr,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    pub hsts: bool,
+    pub admin_socket: PathBuf,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+    pub health_rise: NonZeroU32,
+    pub health_fall: NonZeroU32,
+    pub passive_fall: NonZeroU32,
+    pub slow_start: Duration,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub request_timeout: Duration,
+    pub document_timeout: Duration,
+    pub retry_budget_percent: u32,
+    pub max_request_body_bytes: u64,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub sticky_sessions: bool,
+    pub shutdown_grace: Duration,
+}
+
+impl ProxyConfig {
+    /// Where the proxy keeps the certificate it generates (`ca.crt` is what browsers trust).
+    pub fn tls_dir(state_dir: &std::path::Path) -> PathBuf {
+        state_dir.join("tls")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -581,7 +617,31 @@ impl RawConfig {
             listen_address,
             tls_cert_file,
             tls_key_file,
+            hsts,
+            admin_socket,
+            health_interval,
+            health_timeout,
+            health_rise,
+            health_fall,
+            passive_fall,
+            slow_start,
+            connect_timeout,
+            first_byte_timeout,
+            request_timeout,
+            document_timeout,
+            retry_budget_percent,
+            max_request_body_mib,
+            max_header_kib,
+            header_read_timeout,
+            sticky_sessions,
+            shutdown_grace,
         } = proxy;
+        if https_ports.is_empty() {
+            c.err(
+                "proxy.https-ports",
+                "expected at least one HTTPS port, such as [443, 8443]",
+            );
+        }
         let https_ports: Vec<u16> = https_ports
             .iter()
             .enumerate()
@@ -600,7 +660,62 @@ impl RawConfig {
             listen_address: c.ip("proxy.listen-address", &listen_address),
             tls_cert_file: tls_cert_file.map(|p| c.existing_file("proxy.tls-cert-file", &p)),
             tls_key_file: tls_key_file.map(|p| c.existing_file("proxy.tls-key-file", &p)),
+            hsts,
+            admin_socket: match admin_socket {
+                Some(p) => c.path("proxy.admin-socket", &p),
+                None => box_.state_dir.join("run").join("proxy.sock"),
+            },
+            health_interval: c.duration("proxy.health-interval", &health_interval),
+            health_timeout: c.duration("proxy.health-timeout", &health_timeout),
+            health_rise: c.nonzero("proxy.health-rise", health_rise, 100),
+            health_fall: c.nonzero("proxy.health-fall", health_fall, 100),
+            passive_fall: c.nonzero("proxy.passive-fall", passive_fall, 100),
+            slow_start: c.duration("proxy.slow-start", &slow_start),
+            connect_timeout: c.duration("proxy.connect-timeout", &connect_timeout),
+            first_byte_timeout: c.duration("proxy.first-byte-timeout", &first_byte_timeout),
+            request_timeout: c.duration("proxy.request-timeout", &request_timeout),
+            document_timeout: c.duration("proxy.document-timeout", &document_timeout),
+            retry_budget_percent: match u32::try_from(retry_budget_percent) {
+                Ok(p) if p <= 100 => p,
+                _ => {
+                    c.err(
+                        "proxy.retry-budget-percent",
+                        format!(
+                            "expected a percentage from 0 to 100, found {retry_budget_percent}"
+                        ),
+                    );
+                    0
+                }
+            },
+            max_request_body_bytes: u64::from(
+                c.nonzero(
+                    "proxy.max-request-body-mib",
+                    max_request_body_mib,
+                    16 * 1024,
+                )
+                .get(),
+            ) << 20,
+            // hyper needs at least 8 KiB of read buffer.
+            max_header_bytes: match usize::try_from(max_header_kib) {
+                Ok(k) if (8..=1024).contains(&k) => k << 10,
+                _ => {
+                    c.err(
+                        "proxy.max-header-kib",
+                        format!("expected a size from 8 to 1024 KiB, found {max_header_kib}"),
+                    );
+                    32 << 10
+                }
+            },
+            header_read_timeout: c.duration("proxy.header-read-timeout", &header_read_timeout),
+            sticky_sessions,
+            shutdown_grace: c.duration("proxy.shutdown-grace", &shutdown_grace),
         };
+        if proxy.health_timeout > proxy.health_interval * 4 {
+            c.err(
+                "proxy.health-timeout",
+                "expected at most four health intervals: a longer probe hides a hung instance for too long",
+            );
+        }
 
         let RawBackup {
             disk,

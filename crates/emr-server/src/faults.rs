@@ -1,8 +1,12 @@
 //! Fault injection for tests: make this instance hang (process alive, TCP accepted, nothing
-//! answered), answer slowly, or exit. Present only when `emr.fault-injection.enabled`, which
-//! configuration validation refuses outside the dev profile.
+//! answered), answer slowly, exit, or die after handling a request but before answering it
+//! (`crash-after`: the next request other than a `SystemInfoService` probe is applied, then
+//! the process exits, which is how a proxy's "never replay a write" is tested). Present only
+//! when `emr.fault-injection.enabled`, which configuration validation refuses outside the dev
+//! profile.
 //!
-//! `POST /oscarbox/fault/{hang|slow|exit|clear}` (`slow` takes `?ms=`), from loopback only.
+//! `POST /oscarbox/fault/{hang|slow|exit|crash-after|clear}` (`slow` takes `?ms=`), from
+//! loopback only.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -20,6 +24,7 @@ pub const PATH_PREFIX: &str = "/oscarbox/fault/";
 const NORMAL: u8 = 0;
 const HANG: u8 = 1;
 const SLOW: u8 = 2;
+const CRASH_AFTER: u8 = 3;
 
 #[derive(Debug, Default)]
 pub struct Faults {
@@ -32,6 +37,7 @@ impl Faults {
         match self.mode.load(Ordering::Relaxed) {
             HANG => "hang",
             SLOW => "slow",
+            CRASH_AFTER => "crash-after",
             _ => "none",
         }
     }
@@ -39,7 +45,11 @@ impl Faults {
 
 /// Middleware: applies the current fault to every request but the fault switch itself.
 pub async fn apply(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with(PATH_PREFIX) {
+    let path = req.uri().path();
+    let crash_after = state.faults.mode.load(Ordering::Relaxed) == CRASH_AFTER
+        && !path.starts_with(PATH_PREFIX)
+        && !path.ends_with("/SystemInfoService");
+    if !path.starts_with(PATH_PREFIX) {
         match state.faults.mode.load(Ordering::Relaxed) {
             HANG => std::future::pending::<()>().await,
             SLOW => {
@@ -49,7 +59,12 @@ pub async fn apply(State(state): State<AppState>, req: Request, next: Next) -> R
             _ => {}
         }
     }
-    next.run(req).await
+    let resp = next.run(req).await;
+    if crash_after {
+        tracing::warn!("fault injection: request handled; exiting with status 70 before answering");
+        std::process::exit(70);
+    }
+    resp
 }
 
 /// The switch.
@@ -74,6 +89,7 @@ pub async fn set(
             faults.slow_ms.store(ms, Ordering::Relaxed);
             faults.mode.store(SLOW, Ordering::Relaxed);
         }
+        "crash-after" => faults.mode.store(CRASH_AFTER, Ordering::Relaxed),
         "clear" => faults.mode.store(NORMAL, Ordering::Relaxed),
         "exit" => {
             tracing::warn!("fault injection: exiting at once with status 70");
@@ -82,7 +98,9 @@ pub async fn set(
         other => {
             return (
                 StatusCode::BAD_REQUEST,
-                format!("unknown fault {other:?}: expected hang, slow, exit or clear\n"),
+                format!(
+                    "unknown fault {other:?}: expected hang, slow, exit, crash-after or clear\n"
+                ),
             )
                 .into_response()
         }

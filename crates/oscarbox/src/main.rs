@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod check_config;
 mod control;
+mod proxy;
 mod up;
 
 #[derive(Debug, Parser)]
@@ -39,6 +40,14 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Run the HTTPS reverse proxy in front of the EMR instances (systemd runs this as its own
+    /// unit), or act on a running one.
+    Proxy {
+        #[command(subcommand)]
+        action: Option<ProxyAction>,
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Show every EMR instance: state, pid, uptime, restarts, last probe, and why.
     Status {
         #[arg(long, value_name = "FILE")]
@@ -57,6 +66,25 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum ProxyAction {
+    /// Show every instance behind the proxy: state, requests in flight, and why.
+    Backends {
+        /// Print JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send an instance no new requests, and wait for those in flight (before maintenance).
+    Drain {
+        instance: u32,
+        /// How long to wait for requests in flight, e.g. "30s".
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+    },
+    /// Send a drained instance requests again.
+    Enable { instance: u32 },
+}
+
+#[derive(Debug, Subcommand)]
 enum WorkersAction {
     /// Restart the instances one at a time, each after its replacement is healthy (upgrades).
     Restart,
@@ -71,6 +99,14 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config::run(file.as_deref()),
         Command::Up { config } => up::run(config.as_deref(), up::Mode::Up),
         Command::Watchdog { config } => up::run(config.as_deref(), up::Mode::WatchdogOnly),
+        Command::Proxy { action, config } => match action {
+            None => proxy::run(config.as_deref()),
+            Some(ProxyAction::Backends { json }) => proxy::backends(config.as_deref(), json),
+            Some(ProxyAction::Drain { instance, wait }) => {
+                proxy::drain(config.as_deref(), instance, wait)
+            }
+            Some(ProxyAction::Enable { instance }) => proxy::enable(config.as_deref(), instance),
+        },
         Command::Status { config, json } => control::status(config.as_deref(), json),
         Command::Workers {
             action: WorkersAction::Restart,

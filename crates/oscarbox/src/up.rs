@@ -1,9 +1,10 @@
 //! `oscarbox up` and `oscarbox watchdog`.
 //!
 //! `up` runs the whole box in the foreground, for development and demos: MariaDB (the first
-//! configured node), the EMR's account, and the watchdog with its instances; it prints where to
-//! reach them once each answers `isAlive`. Ctrl-C stops everything in order: the watchdog and
-//! its instances first (they drain), then MariaDB. `watchdog` runs only the watchdog, as
+//! configured node), the EMR's account, the watchdog with its instances, and the HTTPS proxy in
+//! front of them; it prints the address to open once every instance answers `isAlive`. Ctrl-C
+//! stops everything in order: the proxy (requests in flight finish), the watchdog and its
+//! instances, then MariaDB. `watchdog` runs only the watchdog, as
 //! systemd does on the appliance.
 
 use std::path::{Path, PathBuf};
@@ -157,28 +158,41 @@ async fn run_box(
     .await
     .context("create the EMR database and account")?;
 
-    // The watchdog stops (and stops its instances) before MariaDB does.
-    let watchdog_token = shutdown.child_token();
+    // Stopping goes outside in: the proxy finishes the requests in flight, then the watchdog
+    // stops its instances, then (in the caller) MariaDB.
+    let watchdog_token = CancellationToken::new();
+    let proxy_token = CancellationToken::new();
     let mut watchdog = tokio::spawn(oscarbox_watchdog::run(
         Arc::clone(&config),
-        config_path,
+        config_path.clone(),
         watchdog_token.clone(),
     ));
-    tokio::select! {
-        () = announce_when_ready(&config, shutdown) => {}
-        result = &mut watchdog => {
-            return result.context("join the watchdog")?.context("run the watchdog");
-        }
-    }
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        result = &mut watchdog => {
-            result.context("join the watchdog")?.context("run the watchdog")?;
-            bail!("the watchdog stopped without being asked to");
-        }
-    }
+    let mut proxy = tokio::spawn(oscarbox_proxy::run(
+        Arc::clone(&config),
+        Some(config_path),
+        proxy_token.clone(),
+    ));
+    let early = tokio::select! {
+        () = async {
+            announce_when_ready(&config, shutdown).await;
+            shutdown.cancelled().await;
+        } => None,
+        result = &mut watchdog => Some(("the watchdog", result)),
+        result = &mut proxy => Some(("the proxy", result)),
+    };
+    proxy_token.cancel();
     watchdog_token.cancel();
-    watchdog.await.context("join the watchdog")?
+    if let Some((what, result)) = early {
+        let _ = proxy.await;
+        let _ = watchdog.await;
+        result
+            .with_context(|| format!("join {what}"))?
+            .with_context(|| format!("run {what}"))?;
+        bail!("{what} stopped without being asked to");
+    }
+    let proxied = proxy.await.context("join the proxy")?;
+    watchdog.await.context("join the watchdog")??;
+    proxied
 }
 
 /// Prints where to reach the box once the watchdog reports every instance healthy, or returns
@@ -211,14 +225,28 @@ fn announce(config: &Config) {
         "\nOSCAR Box \"{}\" is up. Ctrl-C stops it.",
         config.box_.name
     );
-    for n in 1..=config.emr.instances.get() {
-        if let Some(addr) = config.emr.instance_addr(n) {
+    if let Some(port) = config.proxy.https_ports.first() {
+        let host = if config.proxy.listen_address.is_unspecified()
+            || config.proxy.listen_address.is_loopback()
+        {
+            "localhost".to_owned()
+        } else {
+            config.proxy.listen_address.to_string()
+        };
+        println!("  Open https://{host}:{port}/oscar/ws/  (SOAP services and their WSDLs)");
+        if config.proxy.tls_cert_file.is_none() {
             println!(
-                "  EMR instance {n}: http://{addr}/oscar/ws/  (SOAP services and their WSDLs)"
+                "  Its certificate is signed by this box's own authority: trust {} in the browser.",
+                oscarbox_config::ProxyConfig::tls_dir(&config.box_.state_dir)
+                    .join("ca.crt")
+                    .display()
             );
         }
     }
-    println!("  `oscarbox status` shows the watchdog's view of them.");
+    println!(
+        "  {} EMR instances behind it; `oscarbox status` and `oscarbox proxy backends` show them.",
+        config.emr.instances
+    );
     let credentials = config.box_.initial_admin_credentials();
     if std::fs::metadata(&credentials).is_ok() {
         println!(
@@ -226,5 +254,5 @@ fn announce(config: &Config) {
             credentials.display()
         );
     }
-    println!("  The HTTPS proxy in front of them is not part of this build yet.\n");
+    println!();
 }

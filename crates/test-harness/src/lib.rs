@@ -160,7 +160,19 @@ impl MariaDb {
         emr: &str,
         extra: &str,
     ) -> anyhow::Result<EmrConfig> {
+        self.write_config_full(instances, emr, "", extra)
+    }
+
+    /// As [`MariaDb::write_config_with`], with `proxy` lines added to the `[proxy]` section.
+    pub fn write_config_full(
+        &self,
+        instances: u32,
+        emr: &str,
+        proxy: &str,
+        extra: &str,
+    ) -> anyhow::Result<EmrConfig> {
         let base_port = free_ports(u16::try_from(instances).context("instance count")?);
+        let (https_port, http_port) = (free_port(), free_port());
         let path = self.dir.path().join(format!("box-{base_port}.toml"));
         let text = format!(
             r#"version = 1
@@ -197,6 +209,7 @@ data-dir = "{data}"
 https-ports = [{https}]
 http-port = {http}
 listen-address = "127.0.0.1"
+{proxy}
 
 [backup]
 disk = "{backup}"
@@ -209,14 +222,20 @@ require-mount = false
             pw = self.password_file.display(),
             port = self.port,
             data = self.dir.path().join("data").display(),
-            https = free_port(),
-            http = free_port(),
+            https = https_port,
+            http = http_port,
             backup = self.dir.path().join("backup").display(),
         );
         std::fs::File::create(&path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .with_context(|| format!("write {}", path.display()))?;
-        Ok(EmrConfig { path, base_port })
+        Ok(EmrConfig {
+            path,
+            base_port,
+            https_port,
+            http_port,
+            state_dir: self.dir.path().join("state"),
+        })
     }
 
     /// Stops the server with SIGKILL.
@@ -233,6 +252,10 @@ require-mount = false
 pub struct EmrConfig {
     pub path: PathBuf,
     pub base_port: u16,
+    /// The proxy's listeners.
+    pub https_port: u16,
+    pub http_port: u16,
+    pub state_dir: PathBuf,
 }
 
 impl EmrConfig {
@@ -567,6 +590,140 @@ impl Drop for Watchdog {
         if !errors.is_empty() && !std::thread::panicking() {
             panic!(
                 "the watchdog logged unexpected ERROR lines:\n{}",
+                errors.join("\n")
+            );
+        }
+    }
+}
+
+/// A running `oscarbox proxy` with its captured log.
+#[derive(Debug)]
+pub struct Proxy {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    allowed_errors: Vec<String>,
+    pub config: EmrConfig,
+    /// The admin socket.
+    pub socket: PathBuf,
+}
+
+impl Proxy {
+    /// Starts `oscarbox proxy --config` and waits until it serves HTTPS.
+    pub async fn start(oscarbox: &Path, config: &EmrConfig) -> anyhow::Result<Proxy> {
+        let spec = ChildSpec::new("proxy", oscarbox)
+            .arg("proxy")
+            .arg("--config")
+            .arg(&config.path)
+            .env("RUST_LOG", "info")
+            .output(Output::Piped);
+        let mut child =
+            Child::spawn(&spec).with_context(|| format!("start {}", oscarbox.display()))?;
+        let log = capture(&mut child, "proxy".into());
+        let proxy = Proxy {
+            child,
+            log,
+            allowed_errors: Vec::new(),
+            config: config.clone(),
+            socket: config.state_dir.join("run/proxy.sock"),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !proxy.log().iter().any(|l| l.contains("proxy listening")) {
+            if tokio::time::Instant::now() > deadline {
+                bail!("the proxy did not start listening within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(proxy)
+    }
+
+    /// The certificate authority the proxy generated, which clients trust.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.config.state_dir.join("tls/ca.crt")
+    }
+
+    /// `https://localhost:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.config.https_port)
+    }
+
+    /// A client that trusts only the proxy's authority (no system roots).
+    pub fn client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+        let pem = std::fs::read(self.ca_cert())?;
+        Ok(reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
+            .timeout(timeout)
+            .build()?)
+    }
+
+    pub async fn ask(
+        &self,
+        request: &oscarbox_proxy_api::Request,
+    ) -> anyhow::Result<oscarbox_proxy_api::Answer> {
+        Ok(oscarbox_proxy::admin::ask(&self.socket, request).await?)
+    }
+
+    /// The proxy's view of its backends.
+    pub async fn backends(&self) -> anyhow::Result<Vec<oscarbox_proxy_api::BackendStatus>> {
+        match self.ask(&oscarbox_proxy_api::Request::Backends).await? {
+            oscarbox_proxy_api::Answer::Backends { backends, .. } => Ok(backends),
+            other => bail!("unexpected answer {other:?}"),
+        }
+    }
+
+    /// Polls until `ok` holds for the backends.
+    pub async fn wait_backends(
+        &self,
+        within: Duration,
+        what: &str,
+        ok: impl Fn(&[oscarbox_proxy_api::BackendStatus]) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let b = self.backends().await?;
+            if ok(&b) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("not {what} within {within:?}: {b:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.pid()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.pid()), signal)
+            .expect("signal the proxy");
+    }
+
+    pub async fn wait_exit(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        Ok(tokio::time::timeout(within, self.child.wait())
+            .await
+            .context("the proxy did not exit in time")??)
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn allow_error(&mut self, pattern: &str) {
+        self.allowed_errors.push(pattern.to_owned());
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let errors = unexpected_errors(&self.log, &self.allowed_errors);
+        if !errors.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the proxy logged unexpected ERROR lines:\n{}",
                 errors.join("\n")
             );
         }

@@ -71,22 +71,17 @@ pub fn worker_program(command: &str) -> PathBuf {
 }
 
 fn spec(config: &Config, config_path: &Path, instance: u32) -> WorkerSpec {
-    let addr = config
+    let probe_base = config
         .emr
-        .instance_addr(instance)
+        .probe_base(instance)
         .expect("instances come from the config's range");
-    let prefix = config
-        .emr
-        .probe_path
-        .strip_suffix(oscar_soap::probe::IS_ALIVE_PATH)
-        .unwrap_or("");
     WorkerSpec {
         instance,
         program: worker_program(&config.emr.command),
         args: config.emr.worker_args(config_path, instance),
         env: config.emr.env.clone(),
         kind: config.emr.kind,
-        probe_base: format!("http://{addr}{prefix}"),
+        probe_base,
         dump_wait: config.watchdog.dump_wait,
         stop_grace: config.watchdog.stop_grace,
     }

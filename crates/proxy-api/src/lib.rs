@@ -1,0 +1,98 @@
+//! What crosses the proxy's admin socket (a unix socket of mode 0600): one JSON request line
+//! in, one JSON answer line out, as on the watchdog's control socket. The watchdog drains an
+//! instance through it before restarting one; `oscarbox proxy backends|drain|enable` are the
+//! person's side. Add optional fields only, and bump [`VERSION`] for anything else.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version a proxy speaks.
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "kebab-case")]
+pub enum Request {
+    /// Every backend's state.
+    Backends,
+    /// Send `instance` no new requests, then wait up to `wait_ms` for those in flight. With
+    /// `lease_ms` the drain ends by itself after that long (the watchdog's drains, so that an
+    /// instance is never left drained by a watchdog that died mid-restart); without it, it
+    /// lasts until `enable`.
+    Drain {
+        instance: u32,
+        wait_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease_ms: Option<u64>,
+    },
+    /// End a drain: the instance takes requests again once its probes pass.
+    Enable { instance: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "kebab-case")]
+pub enum Answer {
+    Backends {
+        version: u32,
+        backends: Vec<BackendStatus>,
+    },
+    /// The drain is in place; `in_flight` requests were still running when the wait ended
+    /// (zero: the instance is idle and can be stopped without cutting anyone off).
+    Drained {
+        instance: u32,
+        in_flight: u32,
+    },
+    Enabled {
+        instance: u32,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// One instance as the proxy sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub instance: u32,
+    pub address: String,
+    /// `up`, `down` or `draining`.
+    pub state: String,
+    /// Why it is in that state, in plain words.
+    pub why: String,
+    pub in_flight: u32,
+    /// Requests sent to it since the proxy started.
+    pub requests: u64,
+    /// Its share of new requests while it warms up after an ejection, from 0 to 1.
+    pub weight: f64,
+}
+
+/// Encodes one line (no newline inside, one at the end).
+pub fn to_line<T: Serialize>(value: &T) -> String {
+    let mut s = serde_json::to_string(value).expect("plain data always serializes");
+    s.push('\n');
+    s
+}
+
+/// Decodes one line.
+pub fn from_line<'a, T: Deserialize<'a>>(line: &'a str) -> Result<T, serde_json::Error> {
+    serde_json::from_str(line.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_one_line() {
+        let drain = Request::Drain {
+            instance: 2,
+            wait_ms: 30_000,
+            lease_ms: None,
+        };
+        let line = to_line(&drain);
+        assert_eq!(
+            line,
+            "{\"request\":\"drain\",\"instance\":2,\"wait_ms\":30000}\n"
+        );
+        assert_eq!(from_line::<Request>(&line).expect("decodes"), drain);
+        assert!(from_line::<Request>("{\"request\":\"explode\"}").is_err());
+    }
+}

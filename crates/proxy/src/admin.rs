@@ -1,0 +1,179 @@
+//! The admin API: a unix socket of mode 0600 (only the box's own user, which is who runs the
+//! watchdog and `oscarbox`), one JSON request line in, one answer line out
+//! (`oscarbox-proxy-api`).
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oscarbox_proxy_api::{from_line, to_line, Answer, BackendStatus, Request, VERSION};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+
+/// Why a question to the proxy got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// Nothing listens on the socket: the proxy is not running.
+    #[error("cannot connect to {}: {cause}", socket.display())]
+    Unreachable {
+        socket: std::path::PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("failed to talk to the proxy: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the proxy answered something this oscarbox does not understand: {0}")]
+    Garbled(#[from] serde_json::Error),
+}
+
+/// Asks the proxy on `socket` one question: the client side, for `oscarbox`, the watchdog and
+/// tests.
+pub async fn ask(socket: &Path, request: &Request) -> Result<Answer, AskError> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|cause| AskError::Unreachable {
+            socket: socket.to_path_buf(),
+            cause,
+        })?;
+    let (read, mut write) = stream.into_split();
+    write.write_all(to_line(request).as_bytes()).await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    Ok(from_line::<Answer>(&line)?)
+}
+
+/// Binds the socket, replacing a stale one left by a proxy that was killed.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>, token: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            () = token.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("failed to accept an admin connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(handle(stream, Arc::clone(&shared), token.clone()));
+    }
+}
+
+async fn handle(stream: UnixStream, shared: Arc<Shared>, token: CancellationToken) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, 64 * 1024));
+    if reader.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let answer = match from_line::<Request>(&line) {
+        Err(e) => Answer::Error {
+            message: format!("not an admin request: {e}"),
+        },
+        Ok(Request::Backends) => backends(&shared),
+        Ok(Request::Drain {
+            instance,
+            wait_ms,
+            lease_ms,
+        }) => drain(&shared, instance, wait_ms, lease_ms, &token).await,
+        Ok(Request::Enable { instance }) => {
+            if shared.pool.lock().expect("pool lock").enable(instance) {
+                tracing::info!(instance, "instance enabled through the admin API");
+                Answer::Enabled { instance }
+            } else {
+                unknown(instance)
+            }
+        }
+    };
+    let _ = write.write_all(to_line(&answer).as_bytes()).await;
+}
+
+fn unknown(instance: u32) -> Answer {
+    Answer::Error {
+        message: format!(
+            "no instance {instance} behind this proxy (see `oscarbox proxy backends`)"
+        ),
+    }
+}
+
+fn backends(shared: &Shared) -> Answer {
+    let now = Instant::now();
+    let pool = shared.pool.lock().expect("pool lock");
+    let backends = pool
+        .backends
+        .iter()
+        .map(|b| {
+            let (state, why) = b.state(now);
+            BackendStatus {
+                instance: b.instance,
+                address: b.addr.to_string(),
+                state: state.to_owned(),
+                why,
+                in_flight: b.outstanding,
+                requests: b.requests,
+                weight: b.weight(&pool.policy, now),
+            }
+        })
+        .collect();
+    Answer::Backends {
+        version: VERSION,
+        backends,
+    }
+}
+
+/// Puts the drain in place at once, then waits (bounded) for the requests in flight.
+async fn drain(
+    shared: &Shared,
+    instance: u32,
+    wait_ms: u64,
+    lease_ms: Option<u64>,
+    token: &CancellationToken,
+) -> Answer {
+    let now = Instant::now();
+    let until = lease_ms.map(|ms| now + Duration::from_millis(ms));
+    if !shared
+        .pool
+        .lock()
+        .expect("pool lock")
+        .drain(instance, until)
+    {
+        return unknown(instance);
+    }
+    tracing::info!(instance, wait_ms, ?lease_ms, "draining instance");
+    let deadline = now + Duration::from_millis(wait_ms);
+    loop {
+        let in_flight = shared
+            .pool
+            .lock()
+            .expect("pool lock")
+            .outstanding(instance)
+            .unwrap_or(0);
+        if in_flight == 0 || Instant::now() >= deadline || token.is_cancelled() {
+            return Answer::Drained {
+                instance,
+                in_flight,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

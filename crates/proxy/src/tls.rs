@@ -1,0 +1,239 @@
+//! The proxy's TLS: the certificate named in the config, or one generated on first start and
+//! kept; rustls offering TLS 1.3 and 1.2 only, with AEAD suites only.
+//!
+//! The generated pair is a small local certificate authority (`tls/ca.crt`, the file a
+//! technician installs in the clinic's browsers once) and a server certificate it signs. A
+//! lone self-signed server certificate would do for OpenSSL clients, but WebPKI clients (rustls,
+//! browsers' own verifiers) refuse a certificate that is its own trust anchor. The server
+//! certificate is valid for 397 days (what browsers accept) and reissued from the same
+//! authority well before it ends, or when the machine's name changes, so clients that trust
+//! `ca.crt` keep trusting the box.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context as _};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+const LEAF_DAYS: i64 = 397;
+/// Reissue the server certificate once its file is this old.
+const REISSUE_AFTER: Duration = Duration::from_secs(360 * 24 * 3600);
+
+/// Where the generated certificate lives.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub dir: PathBuf,
+}
+
+impl Generated {
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+    fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+    pub fn cert(&self) -> PathBuf {
+        self.dir.join("proxy.crt")
+    }
+    pub fn key(&self) -> PathBuf {
+        self.dir.join("proxy.key")
+    }
+    fn names(&self) -> PathBuf {
+        self.dir.join("proxy.names")
+    }
+}
+
+/// The rustls server configuration: from `cert`/`key` when given, else from the generated
+/// pair in `generated` (created or reissued as needed).
+pub fn server_config(
+    files: Option<(&Path, &Path)>,
+    generated: &Generated,
+    extra_names: &[String],
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (cert, key) = match files {
+        Some(pair) => (pair.0.to_path_buf(), pair.1.to_path_buf()),
+        None => {
+            ensure_generated(generated, extra_names)?;
+            (generated.cert(), generated.key())
+        }
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .with_context(|| format!("read {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parse the PEM certificates in {}", cert.display()))?;
+    if chain.is_empty() {
+        bail!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----); set proxy.tls-cert-file to the server certificate chain",
+            cert.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(&key).with_context(|| {
+        format!(
+            "read the PEM private key in {} (proxy.tls-key-file)",
+            key.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("choose TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("pair the certificate with its private key (do proxy.tls-cert-file and proxy.tls-key-file belong together?)")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The names the server certificate covers: loopback, this machine's name (and its `.local`
+/// mDNS name, which clinics without DNS use) and any configured address.
+fn names(extra: &[String]) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
+    if let Ok(h) = nix::unistd::gethostname() {
+        if let Some(h) = h.to_str().filter(|h| !h.is_empty() && *h != "localhost") {
+            names.push(h.to_owned());
+            if !h.contains('.') {
+                names.push(format!("{h}.local"));
+            }
+        }
+    }
+    for n in extra {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+}
+
+fn ca_params() -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "OSCAR Box");
+    dn.push(DnType::CommonName, "OSCAR Box local certificate authority");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
+}
+
+fn ensure_generated(g: &Generated, extra_names: &[String]) -> anyhow::Result<()> {
+    let names = names(extra_names);
+    let names_line = names.join(" ");
+    let ca_key = match std::fs::read_to_string(g.ca_key()) {
+        Ok(pem) => KeyPair::from_pem(&pem)
+            .with_context(|| format!("parse {}; move it away to generate a new authority (clients must then trust the new ca.crt)", g.ca_key().display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = KeyPair::generate().context("generate the authority's key")?;
+            let mut params = ca_params()?;
+            let now = time::OffsetDateTime::now_utc();
+            params.not_before = now - time::Duration::days(1);
+            params.not_after = now + time::Duration::days(3650);
+            let cert = params
+                .self_signed(&key)
+                .context("sign the authority's certificate")?;
+            oscarbox_common::write_private(&g.ca_key(), key.serialize_pem().as_bytes())
+                .with_context(|| format!("write {}", g.ca_key().display()))?;
+            write_public(&g.ca_cert(), cert.pem().as_bytes())?;
+            // A new authority invalidates any server certificate of an old one.
+            let _ = std::fs::remove_file(g.cert());
+            tracing::info!(ca = %g.ca_cert().display(), "generated a local certificate authority; install ca.crt in the clinic's browsers to trust the box");
+            key
+        }
+        Err(e) => return Err(e).with_context(|| format!("read {}", g.ca_key().display())),
+    };
+    let fresh = std::fs::metadata(g.cert())
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age < REISSUE_AFTER);
+    let same_names = std::fs::read_to_string(g.names()).is_ok_and(|n| n.trim() == names_line);
+    if fresh && same_names && std::fs::metadata(g.key()).is_ok() {
+        return Ok(());
+    }
+    let key = KeyPair::generate().context("generate the server key")?;
+    let mut params = CertificateParams::new(names.clone())
+        .with_context(|| format!("use {names_line} as certificate names"))?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, names[3..].first().unwrap_or(&names[0]));
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(LEAF_DAYS - 1);
+    let issuer = Issuer::new(ca_params()?, ca_key);
+    let cert = params
+        .signed_by(&key, &issuer)
+        .context("sign the server certificate")?;
+    let ca_pem = std::fs::read_to_string(g.ca_cert())
+        .with_context(|| format!("read {}", g.ca_cert().display()))?;
+    oscarbox_common::write_private(&g.key(), key.serialize_pem().as_bytes())
+        .with_context(|| format!("write {}", g.key().display()))?;
+    write_public(&g.cert(), format!("{}{ca_pem}", cert.pem()).as_bytes())?;
+    write_public(&g.names(), names_line.as_bytes())?;
+    tracing::info!(cert = %g.cert().display(), names = %names_line, "issued the server certificate");
+    Ok(())
+}
+
+/// Certificates are public; written like secrets (whole or not at all) but readable.
+fn write_public(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    oscarbox_common::write_private(path, contents)
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)))
+        .with_context(|| format!("write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_once_kept_and_reissued_from_the_same_authority() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let g = Generated {
+            dir: dir.path().join("tls"),
+        };
+        server_config(None, &g, &[]).expect("generate");
+        let ca = std::fs::read(g.ca_cert()).expect("ca");
+        let leaf = std::fs::read(g.cert()).expect("leaf");
+        server_config(None, &g, &[]).expect("reuse");
+        assert_eq!(std::fs::read(g.cert()).expect("leaf"), leaf, "kept");
+        server_config(None, &g, &["clinic.example".into()]).expect("reissue");
+        assert_ne!(std::fs::read(g.cert()).expect("leaf"), leaf, "new names");
+        assert_eq!(
+            std::fs::read(g.ca_cert()).expect("ca"),
+            ca,
+            "same authority"
+        );
+        use std::os::unix::fs::PermissionsExt as _;
+        for (path, mode) in [(g.ca_key(), 0o600), (g.key(), 0o600), (g.ca_cert(), 0o644)] {
+            let m = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(m, mode, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn a_wrong_file_is_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bogus = dir.path().join("cert.pem");
+        std::fs::write(&bogus, "not a certificate").expect("write");
+        let g = Generated {
+            dir: dir.path().join("tls"),
+        };
+        let e = server_config(Some((&bogus, &bogus)), &g, &[]).expect_err("refused");
+        assert!(
+            format!("{e:#}").contains("holds no PEM certificate"),
+            "{e:#}"
+        );
+    }
+}
