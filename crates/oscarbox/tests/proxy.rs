@@ -499,3 +499,70 @@ async fn bad_and_slow_clients_are_cut_off_without_starving_others() -> anyhow::R
     assert_eq!(cut, 40);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_rolling_restart_by_the_watchdog_drains_through_the_proxy() -> anyhow::Result<()> {
+    let db = MariaDb::start().await?;
+    let config = db.write_config(2, "")?;
+    let oscarbox = std::path::Path::new(OSCARBOX);
+    let watchdog = oscarbox_test_harness::Watchdog::start(oscarbox, &config)?;
+    let proxy = Proxy::start(oscarbox, &config).await?;
+    all_up(&proxy, 2).await?;
+    let client = proxy.client(Duration::from_secs(30))?;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let load = {
+        let (client, stop) = (client.clone(), Arc::clone(&stop));
+        let url = proxy.url("/oscar/ws/SystemInfoService?wsdl");
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            let stopped = stop.notified();
+            tokio::pin!(stopped);
+            loop {
+                let r = tokio::select! {
+                    () = &mut stopped => return (ok, failed),
+                    r = client.get(&url).send() => r,
+                };
+                let good = match r {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if good {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+        })
+    };
+    let answer = oscarbox_watchdog::control::ask(
+        &watchdog.socket,
+        &oscarbox_watchdog_api::Request::RestartWorkers,
+    )
+    .await?;
+    assert!(
+        matches!(answer, oscarbox_watchdog_api::Answer::Restarted { ref restarted } if restarted.len() == 2),
+        "{answer:?}"
+    );
+    all_up(&proxy, 2).await?;
+    stop.notify_waiters();
+    let (ok, failed) = load.await?;
+    assert_eq!(
+        failed, 0,
+        "requests failed during the rolling restart ({ok} answered)"
+    );
+    assert!(ok > 20, "the load ran ({ok} requests)");
+    let log = proxy.log();
+    for n in 1..=2 {
+        let needle = format!("draining instance instance={n}");
+        assert!(log.iter().any(|l| l.contains(&needle)), "no drain of {n}");
+    }
+    let wlog = watchdog.log();
+    assert_eq!(
+        wlog.iter()
+            .filter(|l| l.contains("enabled at the proxy"))
+            .count(),
+        2,
+        "each replacement ended its drain"
+    );
+    Ok(())
+}

@@ -15,36 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 
-/// Why a question to the proxy got no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum AskError {
-    /// Nothing listens on the socket: the proxy is not running.
-    #[error("cannot connect to {}: {cause}", socket.display())]
-    Unreachable {
-        socket: std::path::PathBuf,
-        cause: std::io::Error,
-    },
-    #[error("failed to talk to the proxy: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the proxy answered something this oscarbox does not understand: {0}")]
-    Garbled(#[from] serde_json::Error),
-}
-
-/// Asks the proxy on `socket` one question: the client side, for `oscarbox`, the watchdog and
-/// tests.
-pub async fn ask(socket: &Path, request: &Request) -> Result<Answer, AskError> {
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|cause| AskError::Unreachable {
-            socket: socket.to_path_buf(),
-            cause,
-        })?;
-    let (read, mut write) = stream.into_split();
-    write.write_all(to_line(request).as_bytes()).await?;
-    let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await?;
-    Ok(from_line::<Answer>(&line)?)
-}
+pub use oscarbox_proxy_api::client::{ask, AskError};
 
 /// Binds the socket, replacing a stale one left by a proxy that was killed.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {

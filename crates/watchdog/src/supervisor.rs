@@ -84,6 +84,13 @@ fn spec(config: &Config, config_path: &Path, instance: u32) -> WorkerSpec {
         probe_base,
         dump_wait: config.watchdog.dump_wait,
         stop_grace: config.watchdog.stop_grace,
+        proxy_socket: config.proxy.admin_socket.clone(),
+        // Long enough for a stop, a start and its startup budget; after that the proxy ends
+        // the drain by itself, so a watchdog that died mid-restart leaves nothing drained.
+        drain_lease: config.watchdog.stop_grace * 2
+            + config.watchdog.dump_wait
+            + config.watchdog.startup_budget
+            + Duration::from_secs(30),
     }
 }
 

@@ -38,6 +38,10 @@ pub struct WorkerSpec {
     pub probe_base: String,
     pub dump_wait: Duration,
     pub stop_grace: Duration,
+    /// The proxy's admin socket, asked to drain the instance before it is stopped.
+    pub proxy_socket: PathBuf,
+    /// How long a drain lasts if the watchdog never comes back to end it.
+    pub drain_lease: Duration,
 }
 
 impl WorkerSpec {
@@ -52,6 +56,9 @@ impl WorkerSpec {
         }
     }
 }
+
+/// How long a replacement may take to pass the proxy's own probes after the watchdog's.
+const PROXY_UP_WAIT: Duration = Duration::from_secs(10);
 
 /// Requests from the supervisor (rolling restarts, the memory guard).
 #[derive(Debug)]
@@ -136,6 +143,8 @@ pub async fn run(
         let mut generation = 0u64;
         let mut last_probe: Option<Duration> = None;
         let mut pending_restart: Option<oneshot::Sender<bool>> = None;
+        // This watchdog drained the instance at the proxy; the replacement's health ends it.
+        let mut drained = false;
         let mut gc = GcReader::default();
         let (probe_tx, mut probe_rx) = mpsc::channel::<ProbeResult>(256);
         let mut ticker = tokio::time::interval(policy.probe_interval);
@@ -186,6 +195,9 @@ pub async fn run(
                         actions = w.on(event, epoch.elapsed(), &policy, rand::random());
                         if !was_healthy && w.state == State::Healthy {
                             tracing::info!("healthy");
+                            if std::mem::take(&mut drained) {
+                                undrain(&spec).await;
+                            }
                             if let Some(done) = pending_restart.take() {
                                 let _ = done.send(true);
                             }
@@ -212,7 +224,7 @@ pub async fn run(
                     Command::Restart { reason, done } => {
                         if let Some(mut r) = running.take() {
                             tracing::info!(%reason, "restarting on request");
-                            stop(&mut r, &spec, false).await;
+                            drained |= stop(&mut r, &spec, false).await;
                             actions = w.on(Event::Exited { reason: format!("restarted: {reason}") }, epoch.elapsed(), &policy, rand::random());
                             if let Some(old) = pending_restart.replace(done) {
                                 let _ = old.send(false);
@@ -254,7 +266,7 @@ pub async fn run(
                         // Show "hung" now, not after the stop: that is when it was detected.
                         publish(&shared, &w, running.as_ref(), last_probe);
                         if let Some(mut r) = running.take() {
-                            stop(&mut r, &spec, true).await;
+                            drained |= stop(&mut r, &spec, true).await;
                         }
                         if let Some(done) = pending_restart.take() {
                             let _ = done.send(false);
@@ -375,10 +387,99 @@ fn is_stopped(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// Asks the proxy to send the instance no new requests and waits (up to `wait`) for those in
+/// flight. True when a proxy took the drain, so that it is ended once the replacement is
+/// healthy. Without a proxy (none runs, as in some tests), the stop proceeds at once.
+async fn drain(spec: &WorkerSpec, wait: Duration) -> bool {
+    use oscarbox_proxy_api::{client, Answer, Request};
+    let request = Request::Drain {
+        instance: spec.instance,
+        wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        lease_ms: Some(u64::try_from(spec.drain_lease.as_millis()).unwrap_or(u64::MAX)),
+    };
+    let asked = tokio::time::timeout(
+        wait + Duration::from_secs(2),
+        client::ask(&spec.proxy_socket, &request),
+    )
+    .await;
+    match asked {
+        Ok(Ok(Answer::Drained { in_flight: 0, .. })) => {
+            tracing::info!("drained at the proxy");
+            true
+        }
+        Ok(Ok(Answer::Drained { in_flight, .. })) => {
+            tracing::warn!(
+                in_flight,
+                ?wait,
+                "drained at the proxy; requests still in flight are cut off"
+            );
+            true
+        }
+        Ok(Ok(other)) => {
+            tracing::warn!(?other, "the proxy refused the drain");
+            false
+        }
+        Ok(Err(client::AskError::Unreachable { .. })) => {
+            tracing::debug!("no proxy to drain at");
+            false
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("failed to drain at the proxy: {e}");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("the proxy did not answer the drain in time");
+            false
+        }
+    }
+}
+
+/// Ends a drain [`drain`] put in place, now that the replacement answers its probes, and
+/// waits (bounded) until the proxy's own probes have it up: a rolling restart must not drain
+/// the next instance while the proxy still counts this one out, or no instance would be left.
+async fn undrain(spec: &WorkerSpec) {
+    use oscarbox_proxy_api::{client, Answer, Request};
+    let enable = Request::Enable {
+        instance: spec.instance,
+    };
+    let ask = |r: Request| async move {
+        tokio::time::timeout(Duration::from_secs(2), client::ask(&spec.proxy_socket, &r)).await
+    };
+    match ask(enable).await {
+        Ok(Ok(_)) => tracing::info!("enabled at the proxy"),
+        // The drain's lease ends it anyway.
+        Ok(Err(e)) => return tracing::warn!("failed to end the drain at the proxy: {e}"),
+        Err(_) => return tracing::warn!("the proxy did not answer in time to end the drain"),
+    }
+    let deadline = Instant::now() + PROXY_UP_WAIT;
+    while Instant::now() < deadline {
+        if let Ok(Ok(Answer::Backends { backends, .. })) = ask(Request::Backends).await {
+            if backends
+                .iter()
+                .any(|b| b.instance == spec.instance && b.state == "up")
+            {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(waited = ?PROXY_UP_WAIT, "the proxy does not see the replacement up yet");
+}
+
 /// Stops a worker: a diagnostic first when it is hung (SIGQUIT, then wait a bounded time for
 /// the dump to appear in its output: a JVM writes it asynchronously), then SIGTERM (and
 /// SIGCONT, so a stopped process can act on it) to the group, the grace period, SIGKILL.
-async fn stop(r: &mut Running, spec: &WorkerSpec, diagnose: bool) {
+async fn stop(r: &mut Running, spec: &WorkerSpec, diagnose: bool) -> bool {
+    // A hung instance finishes nothing: its requests in flight are not waited for.
+    let drained = drain(
+        spec,
+        if diagnose {
+            Duration::ZERO
+        } else {
+            spec.stop_grace
+        },
+    )
+    .await;
     let pid = r.child.pid();
     if diagnose && spec.dump_marker().is_some() {
         if is_stopped(pid) {
@@ -413,6 +514,7 @@ async fn stop(r: &mut Running, spec: &WorkerSpec, diagnose: bool) {
             let _ = r.child.wait().await;
         }
     }
+    drained
 }
 
 fn publish(shared: &Shared, w: &Worker, running: Option<&Running>, last_probe: Option<Duration>) {
