@@ -1,6 +1,8 @@
 //! Every shipped config parses; broken ones give exact, actionable messages.
 
 use super::*;
+use std::path::PathBuf;
+use std::time::Duration;
 
 fn errors(text: &str) -> String {
     parse("test.toml", text)
@@ -220,4 +222,36 @@ fn watchdog_bounds_protect_the_box() {
         msg.contains("emr.login-lockout: expected at most 24h"),
         "{msg}"
     );
+}
+
+#[test]
+fn proxy_settings_are_typed_and_bounded() {
+    let ok = parse(
+        "test.toml",
+        &format!("{MINIMAL}[proxy]\nfirst-byte-timeout = \"600ms\"\nmax-request-body-mib = 100\nsticky-sessions = true\n"),
+    )
+    .expect("valid");
+    assert_eq!(ok.proxy.first_byte_timeout, Duration::from_millis(600));
+    assert_eq!(ok.proxy.max_request_body_bytes, 100 << 20);
+    assert!(ok.proxy.sticky_sessions);
+    assert_eq!(
+        ok.proxy.admin_socket,
+        PathBuf::from("/var/lib/oscarbox/run/proxy.sock")
+    );
+    assert_eq!(
+        ok.emr.probe_base(2).as_deref(),
+        Some("http://127.0.0.1:8082")
+    );
+
+    let e = errors(&format!(
+        "{MINIMAL}[proxy]\nhttps-ports = []\nretry-budget-percent = 150\nmax-header-kib = 2\nhealth-timeout = \"5s\"\n"
+    ));
+    for needle in [
+        "proxy.https-ports: expected at least one HTTPS port",
+        "proxy.retry-budget-percent: expected a percentage from 0 to 100, found 150",
+        "proxy.max-header-kib: expected a size from 8 to 1024 KiB, found 2",
+        "proxy.health-timeout: expected at most four health intervals",
+    ] {
+        assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+    }
 }

@@ -155,6 +155,10 @@ async fn tls_verified_by_curl_redirects_and_the_maintenance_page() -> anyhow::Re
 }
 
 #[tokio::test]
+#[expect(
+    clippy::print_stderr,
+    reason = "the figures, shown by the test runner when the test fails"
+)]
 async fn a_hung_then_killed_instance_fails_no_request() -> anyhow::Result<()> {
     let db = MariaDb::start().await?;
     let config = db.write_config(3, "")?;

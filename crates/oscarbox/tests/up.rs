@@ -1,5 +1,5 @@
-//! `oscarbox up` runs MariaDB and the EMR instances in the foreground, and SIGINT (Ctrl-C)
-//! stops all of it, leaving no process behind.
+//! `oscarbox up` runs MariaDB, the EMR instances and the HTTPS proxy in the foreground, and
+//! SIGINT (Ctrl-C) stops all of it, leaving no process behind.
 
 use std::time::Duration;
 
@@ -7,6 +7,15 @@ use oscarbox_test_harness::{descendants, free_port, free_ports, is_alive, is_gon
 use tokio::io::AsyncBufReadExt as _;
 
 const OSCARBOX: &str = env!("CARGO_BIN_EXE_oscarbox");
+
+fn config_https_port(config: &std::path::Path) -> anyhow::Result<u16> {
+    let text = std::fs::read_to_string(config)?;
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("https-ports = ["))
+        .ok_or_else(|| anyhow::anyhow!("no https-ports line"))?;
+    Ok(line.trim_end_matches(']').parse()?)
+}
 
 #[tokio::test]
 async fn up_runs_the_box_and_ctrl_c_stops_everything() -> anyhow::Result<()> {
@@ -55,16 +64,49 @@ require-mount = false
         .spawn()?;
     let pid = i32::try_from(child.id().expect("running"))?;
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
-    let announced = tokio::time::timeout(Duration::from_secs(120), async {
+    let https = config_https_port(&config)?;
+    let open = format!("Open https://localhost:{https}/oscar/ws/");
+    let (mut announced, mut told_url) = (false, false);
+    tokio::time::timeout(Duration::from_secs(120), async {
         while let Some(line) = stdout.next_line().await? {
-            if line.contains("is up. Ctrl-C stops it.") {
-                return Ok::<_, std::io::Error>(true);
+            announced |= line.contains("is up. Ctrl-C stops it.");
+            told_url |= line.contains(&open);
+            if announced && told_url {
+                break;
             }
         }
-        Ok(false)
+        Ok::<_, std::io::Error>(())
     })
     .await??;
     assert!(announced, "oscarbox up announced the box");
+    assert!(told_url, "oscarbox up printed the address to open");
+
+    // The proxy answers at that address, with a certificate its authority vouches for.
+    let ca = std::fs::read(dir.path().join("state/tls/ca.crt"))?;
+    let tls_client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca)?)
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = tls_client
+            .get(format!(
+                "https://localhost:{https}/oscar/ws/SystemInfoService?wsdl"
+            ))
+            .send()
+            .await?;
+        if r.status() == 200 {
+            break;
+        }
+        // The proxy's own probes may not have seen the instances yet.
+        assert_eq!(r.status(), 503);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the proxy never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -92,7 +134,7 @@ require-mount = false
     for p in children {
         assert!(is_gone(p), "process {p} survived");
     }
-    for port in [base, base + 1, db_port] {
+    for port in [base, base + 1, db_port, https] {
         assert!(
             std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "port {port} was freed"
