@@ -570,3 +570,83 @@ async fn a_rolling_restart_by_the_watchdog_drains_through_the_proxy() -> anyhow:
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn sticky_sessions_stay_and_fail_over() -> anyhow::Result<()> {
+    let db = MariaDb::start().await?;
+    let config = db.write_config_full(2, "", "sticky-sessions = true", "")?;
+    let emrs = instances(&config, 2).await?;
+    let proxy = Proxy::start(std::path::Path::new(OSCARBOX), &config).await?;
+    all_up(&proxy, 2).await?;
+    let client = proxy.client(Duration::from_secs(10))?;
+    let url = proxy.url("/oscar/ws/SystemInfoService?wsdl");
+    let sticky_of = |r: &reqwest::Response| -> Option<u32> {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix("oscarbox_instance="))
+            .and_then(|v| v.split(';').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let first = client.get(&url).send().await?;
+    let home = sticky_of(&first).expect("the first answer sets the cookie");
+    let cookie = format!("JSESSIONID=abc; oscarbox_instance={home}");
+    let before = proxy.backends().await?;
+    for _ in 0..10 {
+        let r = client.get(&url).header("cookie", &cookie).send().await?;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            sticky_of(&r),
+            None,
+            "no new cookie while the instance serves"
+        );
+    }
+    let after = proxy.backends().await?;
+    let i = (home - 1) as usize;
+    assert_eq!(after[i].requests - before[i].requests, 10);
+    assert_eq!(after[1 - i].requests, before[1 - i].requests);
+
+    // Its instance dies: the session moves, and the cookie follows.
+    emrs[i].signal(Signal::SIGKILL);
+    let r = client.get(&url).header("cookie", &cookie).send().await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(sticky_of(&r), Some(3 - home));
+    Ok(())
+}
+
+#[tokio::test]
+async fn sighup_adds_backends_without_dropping_a_request() -> anyhow::Result<()> {
+    let db = MariaDb::start().await?;
+    let config = db.write_config(2, "")?;
+    let emrs = instances(&config, 2).await?;
+    // The proxy starts knowing one instance; the reload tells it of the second.
+    let text = std::fs::read_to_string(&config.path)?;
+    std::fs::write(&config.path, text.replace("instances = 2", "instances = 1"))?;
+    let proxy = Proxy::start(std::path::Path::new(OSCARBOX), &config).await?;
+    all_up(&proxy, 1).await?;
+    let direct = reqwest::Client::new();
+    fault(&direct, &emrs[0], "slow?ms=1500").await?;
+    let client = proxy.client(Duration::from_secs(30))?;
+    let pending = tokio::spawn({
+        let (client, url) = (
+            client.clone(),
+            proxy.url("/oscar/ws/services/document/none"),
+        );
+        async move { Ok::<_, reqwest::Error>(client.get(url).send().await?.status().as_u16()) }
+    });
+    proxy
+        .wait_backends(Duration::from_secs(5), "a request in flight", |b| {
+            b[0].in_flight > 0
+        })
+        .await?;
+    std::fs::write(&config.path, text)?;
+    proxy.signal(Signal::SIGHUP);
+    all_up(&proxy, 2).await?;
+    assert_eq!(pending.await??, 404, "the request in flight was finished");
+    assert!(proxy
+        .log()
+        .iter()
+        .any(|l| l.contains("reloaded the configuration")));
+    Ok(())
+}
