@@ -7,11 +7,18 @@ Usage: standin.py MODE PORT [SECONDS]
   wrong-soap  answers 200 with a well-formed isAliveResponse whose value is not "alive"
   gc-pause    answers for SECONDS, then stops answering while burning CPU, as a JVM does in a
               long stop-the-world collection (the test writes its hsperfdata counters)
+  documents   answers isAlive; a POST under /document/ is read in chunks and answered with its
+              length and SHA-256; GET /document/big?mb=N streams N MiB of a fixed pattern (the
+              proxy's streaming tests: the EMR's own documents come with the clinical API)
 """
 
+import hashlib
 import http.server
 import sys
 import time
+import urllib.parse
+
+PATTERN = bytes(range(256)) * 256  # 64 KiB
 
 ALIVE = (
     '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
@@ -25,8 +32,38 @@ STARTED = time.monotonic()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):  # noqa: N802 (the stdlib's name)
+        url = urllib.parse.urlparse(self.path)
+        if MODE != "documents" or not url.path.endswith("/document/big"):
+            self.send_error(404)
+            return
+        mb = int(urllib.parse.parse_qs(url.query).get("mb", ["1"])[0])
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(mb * 1024 * 1024))
+        self.end_headers()
+        for _ in range(mb * 16):
+            self.wfile.write(PATTERN)
+
     def do_POST(self):  # noqa: N802 (the stdlib's name)
         length = int(self.headers.get("Content-Length", "0"))
+        if MODE == "documents" and "/document/" in self.path:
+            digest, left = hashlib.sha256(), length
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                left -= len(chunk)
+            data = '{{"bytes": {}, "sha256": "{}"}}'.format(length - left, digest.hexdigest()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         self.rfile.read(length)
         status, body = 200, ALIVE.format("alive")
         if MODE == "slow-start" and time.monotonic() - STARTED < DELAY:

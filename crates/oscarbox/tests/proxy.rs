@@ -650,3 +650,92 @@ async fn sighup_adds_backends_without_dropping_a_request() -> anyhow::Result<()>
         .any(|l| l.contains("reloaded the configuration")));
     Ok(())
 }
+
+/// The proxy's peak resident memory, from /proc.
+fn peak_rss_mib(pid: i32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))?;
+    Ok(kib / 1024)
+}
+
+#[tokio::test]
+async fn a_100_mib_document_streams_both_ways_in_flat_memory() -> anyhow::Result<()> {
+    use sha2::Digest as _;
+    const MIB: usize = 1024 * 1024;
+    let db = MariaDb::start().await?;
+    let config = db.write_config_full(1, "", "max-request-body-mib = 128", "")?;
+    // The EMR's own document routes come with the clinical API; a stand-in serves the same
+    // paths so that what is measured here is the proxy.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/workers/standin.py"
+    );
+    let _standin = tokio::process::Command::new("/usr/bin/python3")
+        .args([script, "documents", &config.base_port.to_string()])
+        .kill_on_drop(true)
+        .spawn()?;
+    let proxy = Proxy::start(std::path::Path::new(OSCARBOX), &config).await?;
+    all_up(&proxy, 1).await?;
+    let client = proxy.client(Duration::from_secs(120))?;
+    let pattern: Vec<u8> = (0..=255u8).cycle().take(64 * 1024).collect();
+    let pattern = bytes::Bytes::from(pattern);
+
+    let mut expected = sha2::Sha256::new();
+    for _ in 0..1600 {
+        expected.update(&pattern);
+    }
+    let expected = format!("{:x}", expected.finalize());
+    let chunks = {
+        let pattern = pattern.clone();
+        futures_util::stream::iter((0..1600).map(move |_| Ok::<_, std::io::Error>(pattern.clone())))
+    };
+    let up = client
+        .post(proxy.url("/oscar/ws/services/document/upload"))
+        .header("content-length", (100 * MIB).to_string())
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await?;
+    assert_eq!(up.status(), 200);
+    let answer = up.text().await?;
+    assert!(
+        answer.contains(&format!("\"bytes\": {}", 100 * MIB)),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(&expected),
+        "the instance got other bytes: {answer}"
+    );
+
+    let mut down = client
+        .get(proxy.url("/oscar/ws/services/document/big?mb=100"))
+        .send()
+        .await?;
+    assert_eq!(down.status(), 200);
+    let (mut got, mut digest) = (0usize, sha2::Sha256::new());
+    while let Some(chunk) = down.chunk().await? {
+        got += chunk.len();
+        digest.update(&chunk);
+    }
+    assert_eq!(got, 100 * MIB);
+    assert_eq!(format!("{:x}", digest.finalize()), expected);
+
+    // Generous: far below one copy of the document, which is what matters.
+    let peak = peak_rss_mib(proxy.pid())?;
+    assert!(peak < 64, "the proxy's peak RSS was {peak} MiB");
+
+    // Over the limit: refused before a byte of the body is read.
+    let mut s = raw_tls(&proxy).await?;
+    s.write_all(
+        b"POST /oscar/ws/services/document/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000000\r\n\r\n",
+    )
+    .await?;
+    let answer = read_some(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("up to 128 MiB"), "{answer}");
+    Ok(())
+}
