@@ -118,7 +118,11 @@ pub fn drain(config: Option<&Path>, instance: u32, wait: Duration) -> ExitCode {
 }
 
 pub fn enable(config: Option<&Path>, instance: u32) -> ExitCode {
-    match ask(config, &Request::Enable { instance }) {
+    let request = Request::Enable {
+        instance,
+        lease_only: false,
+    };
+    match ask(config, &request) {
         Ok(Answer::Enabled { instance }) => {
             let _ = writeln!(
                 std::io::stdout(),

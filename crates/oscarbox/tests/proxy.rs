@@ -369,7 +369,12 @@ async fn drain_waits_for_the_request_in_flight_then_sends_nothing_new() -> anyho
     );
     assert_eq!(after[1].state, "draining");
     assert!(matches!(
-        proxy.ask(&Request::Enable { instance: 2 }).await?,
+        proxy
+            .ask(&Request::Enable {
+                instance: 2,
+                lease_only: false
+            })
+            .await?,
         Answer::Enabled { instance: 2 }
     ));
     assert!(matches!(
@@ -668,19 +673,24 @@ async fn a_100_mib_document_streams_both_ways_in_flat_memory() -> anyhow::Result
     use sha2::Digest as _;
     const MIB: usize = 1024 * 1024;
     let db = MariaDb::start().await?;
-    let config = db.write_config_full(1, "", "max-request-body-mib = 128", "")?;
-    // The EMR's own document routes come with the clinical API; a stand-in serves the same
+    let config = db.write_config_full(2, "", "max-request-body-mib = 128", "")?;
+    // The EMR's own document routes come with the clinical API; stand-ins serve the same
     // paths so that what is measured here is the proxy.
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/workers/standin.py"
     );
-    let _standin = tokio::process::Command::new("/usr/bin/python3")
-        .args([script, "documents", &config.base_port.to_string()])
-        .kill_on_drop(true)
-        .spawn()?;
+    let mut standins = Vec::new();
+    for port in [config.base_port, config.base_port + 1] {
+        standins.push(
+            tokio::process::Command::new("/usr/bin/python3")
+                .args([script, "documents", &port.to_string()])
+                .kill_on_drop(true)
+                .spawn()?,
+        );
+    }
     let proxy = Proxy::start(std::path::Path::new(OSCARBOX), &config).await?;
-    all_up(&proxy, 1).await?;
+    all_up(&proxy, 2).await?;
     let client = proxy.client(Duration::from_secs(120))?;
     let pattern: Vec<u8> = (0..=255u8).cycle().take(64 * 1024).collect();
     let pattern = bytes::Bytes::from(pattern);
@@ -737,5 +747,63 @@ async fn a_100_mib_document_streams_both_ways_in_flat_memory() -> anyhow::Result
     let answer = read_some(&mut s, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("up to 128 MiB"), "{answer}");
+
+    // Clients that give up mid-upload are their own failure: no instance is ejected for them,
+    // and nothing stays counted in flight.
+    for _ in 0..4 {
+        let mut s = raw_tls(&proxy).await?;
+        s.write_all(b"POST /oscar/ws/services/document/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n")
+            .await?;
+        s.write_all(&pattern).await?;
+        s.flush().await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy
+        .wait_backends(Duration::from_secs(10), "nothing in flight", |b| {
+            b.iter().all(|b| b.in_flight == 0)
+        })
+        .await?;
+    let backends = proxy.backends().await?;
+    assert!(backends.iter().all(|b| b.state == "up"), "{backends:#?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn clients_that_go_away_or_say_nothing_hold_nothing() -> anyhow::Result<()> {
+    let db = MariaDb::start().await?;
+    let config = db.write_config_full(2, "", "header-read-timeout = \"2s\"", "")?;
+    let emrs = instances(&config, 2).await?;
+    let proxy = Proxy::start(std::path::Path::new(OSCARBOX), &config).await?;
+    all_up(&proxy, 2).await?;
+    let direct = reqwest::Client::new();
+    for emr in &emrs {
+        fault(&direct, emr, "slow?ms=1500").await?;
+    }
+    // Each client gives up after 300 ms, while its request waits on a slow instance.
+    let impatient = proxy.client(Duration::from_millis(300))?;
+    for _ in 0..4 {
+        let r = impatient
+            .get(proxy.url("/oscar/ws/services/document/none"))
+            .send()
+            .await;
+        assert!(r.is_err(), "the client should have given up");
+    }
+    proxy
+        .wait_backends(Duration::from_secs(10), "nothing counted in flight", |b| {
+            b.iter().all(|b| b.in_flight == 0)
+        })
+        .await?;
+    assert!(proxy.backends().await?.iter().all(|b| b.state == "up"));
+
+    // A connection that finishes its handshake and then says nothing is closed.
+    let mut idle = raw_tls(&proxy).await?;
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the idle connection was not closed: {read:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
     Ok(())
 }

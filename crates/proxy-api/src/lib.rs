@@ -16,15 +16,20 @@ pub enum Request {
     /// Send `instance` no new requests, then wait up to `wait_ms` for those in flight. With
     /// `lease_ms` the drain ends by itself after that long (the watchdog's drains, so that an
     /// instance is never left drained by a watchdog that died mid-restart); without it, it
-    /// lasts until `enable`.
+    /// lasts until `enable`. A lease never shortens a drain without one.
     Drain {
         instance: u32,
         wait_ms: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lease_ms: Option<u64>,
     },
-    /// End a drain: the instance takes requests again once its probes pass.
-    Enable { instance: u32 },
+    /// End a drain: the instance takes requests again once its probes pass. With
+    /// `lease_only`, only a drain with a lease ends (the watchdog's), never a person's.
+    Enable {
+        instance: u32,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        lease_only: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,7 +40,7 @@ pub enum Answer {
         backends: Vec<BackendStatus>,
     },
     /// The drain is in place; `in_flight` requests were still running when the wait ended
-    /// (zero: the instance is idle and can be stopped without cutting anyone off).
+    /// (zero: no request the proxy sent it is still being answered).
     Drained {
         instance: u32,
         in_flight: u32,

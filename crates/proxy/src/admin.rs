@@ -17,9 +17,10 @@ use crate::Shared;
 
 pub use oscarbox_proxy_api::client::{ask, AskError};
 
-/// Binds the socket, replacing a stale one left by a proxy that was killed.
+/// Binds the socket, replacing a stale one left by a proxy that was killed. A directory it
+/// creates is private; an existing one (say `/run/oscarbox`) keeps its mode.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| std::fs::metadata(d).is_err()) {
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
@@ -67,8 +68,16 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>, token: CancellationToke
             wait_ms,
             lease_ms,
         }) => drain(&shared, instance, wait_ms, lease_ms, &token).await,
-        Ok(Request::Enable { instance }) => {
-            if shared.pool.lock().expect("pool lock").enable(instance) {
+        Ok(Request::Enable {
+            instance,
+            lease_only,
+        }) => {
+            if shared
+                .pool
+                .lock()
+                .expect("pool lock")
+                .enable(instance, lease_only)
+            {
                 tracing::info!(instance, "instance enabled through the admin API");
                 Answer::Enabled { instance }
             } else {
@@ -121,7 +130,8 @@ async fn drain(
     token: &CancellationToken,
 ) -> Answer {
     let now = Instant::now();
-    let until = lease_ms.map(|ms| now + Duration::from_millis(ms));
+    // A lease or a wait too long to represent is as good as forever.
+    let until = lease_ms.and_then(|ms| now.checked_add(Duration::from_millis(ms)));
     if !shared
         .pool
         .lock()
@@ -131,7 +141,9 @@ async fn drain(
         return unknown(instance);
     }
     tracing::info!(instance, wait_ms, ?lease_ms, "draining instance");
-    let deadline = now + Duration::from_millis(wait_ms);
+    let deadline = now
+        .checked_add(Duration::from_millis(wait_ms))
+        .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
     loop {
         let in_flight = shared
             .pool

@@ -6,6 +6,7 @@
 //! that an instance just back from an ejection is not flooded while its caches are cold.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -74,6 +75,9 @@ pub struct Backend {
     passive_fails: u32,
     pub outstanding: u32,
     pub requests: u64,
+    /// Woken when the backend is taken down, so that idempotent requests waiting on it go
+    /// elsewhere at once rather than at their timeout.
+    pub ejected: Arc<tokio::sync::Notify>,
 }
 
 impl Backend {
@@ -91,6 +95,7 @@ impl Backend {
             passive_fails: 0,
             outstanding: 0,
             requests: 0,
+            ejected: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -135,6 +140,7 @@ impl Backend {
     fn go_down(&mut self, why: String) {
         if self.is_up() {
             tracing::warn!(instance = self.instance, addr = %self.addr, "instance ejected: {why}");
+            self.ejected.notify_waiters();
         }
         self.health = Health::Down { why };
         self.passes = 0;
@@ -260,21 +266,27 @@ impl Pool {
         }
     }
 
-    /// Stops new requests to `instance`; `until` ends the drain by itself.
+    /// Stops new requests to `instance`; `until` ends the drain by itself. A drain with a
+    /// lease never replaces one without (a person's drain outlives the watchdog's restarts).
     pub fn drain(&mut self, instance: u32, until: Option<Instant>) -> bool {
         match self.get(instance) {
             Some(b) => {
-                b.drain = Some(until);
+                if b.drain != Some(None) || until.is_none() {
+                    b.drain = Some(until);
+                }
                 true
             }
             None => false,
         }
     }
 
-    pub fn enable(&mut self, instance: u32) -> bool {
+    /// Ends a drain; with `lease_only`, only one that has a lease.
+    pub fn enable(&mut self, instance: u32, lease_only: bool) -> bool {
         match self.get(instance) {
             Some(b) => {
-                b.drain = None;
+                if !lease_only || b.drain != Some(None) {
+                    b.drain = None;
+                }
                 true
             }
             None => false,

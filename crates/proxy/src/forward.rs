@@ -1,11 +1,13 @@
 //! One client request: choose an instance, forward, stream the answer back, and on failure
 //! decide (with [`crate::retry`]) whether another instance may have it.
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -25,6 +27,9 @@ use crate::{Body, BoxError, Shared};
 const REPLAYABLE_BODY_MAX: usize = 64 * 1024;
 /// At most this many instances are tried for one request.
 const MAX_ATTEMPTS: usize = 3;
+/// A body that moves no byte for this long, either way, is cut off: a client trickling an
+/// upload, or an instance stalled mid-answer, must not hold a connection forever.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The cookie that names a sticky session's instance.
 pub const STICKY_COOKIE: &str = "oscarbox_instance";
 
@@ -55,6 +60,9 @@ struct StreamSlot {
     limit: u64,
     seen: AtomicU64,
     too_large: AtomicBool,
+    /// The client's side failed (it went away, stalled, or sent too much): not the
+    /// instance's fault, and never counted against it.
+    client_failed: AtomicBool,
 }
 
 impl StreamSlot {
@@ -64,10 +72,26 @@ impl StreamSlot {
 }
 
 /// The body an attempt sends: takes the client's body from the slot on first poll and counts
-/// it against the size limit.
+/// it against the size limit and the idle timeout.
 struct SlotBody {
     slot: Arc<StreamSlot>,
     body: Option<Incoming>,
+    idle: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl SlotBody {
+    fn new(slot: Arc<StreamSlot>) -> SlotBody {
+        SlotBody {
+            slot,
+            body: None,
+            idle: Box::pin(tokio::time::sleep(BODY_IDLE_TIMEOUT)),
+        }
+    }
+
+    fn client_failed(&self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.slot.client_failed.store(true, Ordering::Relaxed);
+        Poll::Ready(Some(Err(why.into())))
+    }
 }
 
 impl http_body::Body for SlotBody {
@@ -81,6 +105,9 @@ impl http_body::Body for SlotBody {
         let this = &mut *self;
         if this.body.is_none() {
             this.body = this.slot.body.lock().expect("slot lock").take();
+            this.idle
+                .as_mut()
+                .reset(tokio::time::Instant::now() + BODY_IDLE_TIMEOUT);
         }
         let Some(body) = this.body.as_mut() else {
             return Poll::Ready(Some(Err("the request body was already sent".into())));
@@ -95,13 +122,22 @@ impl http_body::Body for SlotBody {
                         + data.len() as u64;
                     if seen > this.slot.limit {
                         this.slot.too_large.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err("the request body is over the limit".into())));
+                        return this.client_failed("the request body is over the limit");
                     }
                 }
+                this.idle
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + BODY_IDLE_TIMEOUT);
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            other => other.map(|o| o.map(|r| r.map_err(Into::into))),
+            Poll::Ready(Some(Err(_))) => this.client_failed("the client's request body broke off"),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.client_failed("the client stopped sending its request body")
+                }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -119,6 +155,30 @@ impl http_body::Body for SlotBody {
                 .expect("slot lock")
                 .as_ref()
                 .map_or_else(SizeHint::default, |b| b.size_hint()),
+        }
+    }
+}
+
+/// One request counted as outstanding on an instance. It ends exactly once: with what the
+/// attempt showed of the instance, or, when dropped (the client went away, the request was
+/// cancelled), as saying nothing against it.
+struct Lease {
+    shared: Arc<Shared>,
+    instance: u32,
+    ended: bool,
+}
+
+impl Lease {
+    fn end(mut self, outcome: Outcome) {
+        self.ended = true;
+        self.shared.finish(self.instance, outcome);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.shared.finish(self.instance, Outcome::Answered);
         }
     }
 }
@@ -144,16 +204,49 @@ impl LogLine {
     }
 }
 
-/// The path with its query dropped and every segment that is not a plain word (an id, a
-/// name, a file name) replaced by `{}`: `/ws/services/demographics/{}`.
+/// Path segments an access log may show: the names of OSCAR's routes. Anything else (an id,
+/// a file name, a search term in a path such as `/search/Smith`) could name a patient.
+const ROUTE_WORDS: &[&str] = &[
+    "oscar",
+    "ws",
+    "rs",
+    "services",
+    "oauth",
+    "initiate",
+    "authorize",
+    "token",
+    "demographics",
+    "demographic",
+    "basic",
+    "quickSearch",
+    "search",
+    "document",
+    "documents",
+    "download",
+    "upload",
+    "saveDocument",
+    "login",
+    "logout",
+    "provider",
+    "providers",
+    "schedule",
+    "appointment",
+    "appointments",
+    "dms",
+    "index.jsp",
+    "favicon.ico",
+];
+
+/// The path with its query dropped and every segment that is not a known route word or a SOAP
+/// service name replaced by `{}`: `/ws/services/demographics/{}`.
 pub fn loggable_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for seg in path.split('/').skip(1) {
         out.push('/');
-        let word = !seg.is_empty()
-            && seg.len() <= 40
-            && seg.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_');
-        if word || seg.is_empty() {
+        let service = seg.len() <= 40
+            && seg.ends_with("Service")
+            && seg.bytes().all(|b| b.is_ascii_alphabetic());
+        if seg.is_empty() || service || ROUTE_WORDS.contains(&seg) {
             out.push_str(seg);
         } else {
             out.push_str("{}");
@@ -232,6 +325,7 @@ async fn forward(
             limit,
             seen: AtomicU64::new(0),
             too_large: AtomicBool::new(false),
+            client_failed: AtomicBool::new(false),
         }))
     };
     let host = parts.headers.get(header::HOST).cloned().or_else(|| {
@@ -252,7 +346,9 @@ async fn forward(
         .deposit(Instant::now());
 
     let mut tried: Vec<u32> = Vec::new();
+    // The last failure, and whether nothing of the request reached any instance so far.
     let mut last: Option<AttemptError> = None;
+    let mut nothing_sent_yet = true;
     let first_byte_timeout = route.first_byte_timeout(&settings.timeouts);
     loop {
         let picked = shared
@@ -261,32 +357,26 @@ async fn forward(
             .expect("pool lock")
             .pick(sticky, &tried, Instant::now());
         let Some(backend) = picked else {
+            let maybe_applied = !route.idempotent && !nothing_sent_yet;
             let page = match last {
                 None => Page::Maintenance,
-                Some(AttemptError::Timeout) => Page::GatewayTimeout {
-                    maybe_applied: !route.idempotent,
-                },
-                Some(_) => Page::BadGateway {
-                    maybe_applied: !route.idempotent,
-                },
+                Some(AttemptError::Timeout) => Page::GatewayTimeout { maybe_applied },
+                Some(_) => Page::BadGateway { maybe_applied },
             };
             return (page.response(), None, tried.len());
         };
         tried.push(backend.instance);
-        let uri = match Uri::try_from(format!("http://{}{path_and_query}", backend.addr)) {
-            Ok(u) => u,
-            Err(_) => {
-                shared.finish(backend.instance, Outcome::Answered);
-                return (Page::BadRequest.response(), None, tried.len());
-            }
+        let lease = Lease {
+            shared: Arc::clone(shared),
+            instance: backend.instance,
+            ended: false,
+        };
+        let Ok(uri) = Uri::try_from(format!("http://{}{path_and_query}", backend.addr)) else {
+            return (Page::BadRequest.response(), None, tried.len());
         };
         let upstream_body: Body = match &body {
             RequestBody::Buffered(b) => Full::new(b.clone()).map_err(|n| match n {}).boxed(),
-            RequestBody::Streamed(slot) => SlotBody {
-                slot: Arc::clone(slot),
-                body: None,
-            }
-            .boxed(),
+            RequestBody::Streamed(slot) => SlotBody::new(Arc::clone(slot)).boxed(),
         };
         let mut up = Request::new(upstream_body);
         *up.method_mut() = parts.method.clone();
@@ -294,7 +384,19 @@ async fn forward(
         *up.version_mut() = Version::HTTP_11;
         *up.headers_mut() = upstream_headers(&parts.headers, host.as_ref(), peer);
 
-        let attempt = tokio::time::timeout(first_byte_timeout, shared.client.request(up)).await;
+        // An idempotent request waiting on an instance that gets ejected (by a probe, or by
+        // other requests' failures) moves on at once.
+        let ejected = backend.ejected.notified();
+        tokio::pin!(ejected);
+        ejected.as_mut().enable();
+        let attempt = tokio::select! {
+            a = tokio::time::timeout(first_byte_timeout, shared.client.request(up)) => match a {
+                Ok(Ok(resp)) => Ok(Ok(resp)),
+                Ok(Err(e)) => Ok(Err(Some(e))),
+                Err(elapsed) => Err(elapsed),
+            },
+            () = &mut ejected, if route.idempotent => Ok(Err(None)),
+        };
         let error = match attempt {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
@@ -303,36 +405,32 @@ async fn forward(
                 } else {
                     Outcome::Answered
                 };
-                let resp = downstream(
-                    shared,
-                    resp,
-                    backend.instance,
-                    outcome,
-                    &settings,
-                    sticky,
-                    log,
-                    tried.len(),
-                );
+                let resp = downstream(resp, lease, outcome, &settings, sticky, log, tried.len());
                 return (resp, Some(backend.instance), tried.len());
             }
-            Ok(Err(e)) if e.is_connect() => AttemptError::Connect,
-            Ok(Err(_)) => AttemptError::Broken,
-            Err(_) => AttemptError::Timeout,
+            Ok(Err(Some(e))) if e.is_connect() => AttemptError::Connect,
+            Ok(Err(Some(_))) => AttemptError::Broken,
+            // Ejected while waiting: as good as a timeout, and already counted.
+            Ok(Err(None)) | Err(_) => AttemptError::Timeout,
         };
-        shared.finish(
-            backend.instance,
-            Outcome::Failed(match error {
-                AttemptError::Connect => FailureKind::Connect,
-                AttemptError::Timeout => FailureKind::Timeout,
-                AttemptError::Broken => FailureKind::Broken,
-            }),
-        );
-        last = Some(error);
         if let RequestBody::Streamed(slot) = &body {
-            if slot.too_large.load(Ordering::Relaxed) {
-                return (too_large(limit), None, tried.len());
+            if slot.client_failed.load(Ordering::Relaxed) {
+                // The client's own upload failed; the instance did nothing wrong.
+                lease.end(Outcome::Answered);
+                let page = if slot.too_large.load(Ordering::Relaxed) {
+                    too_large(limit)
+                } else {
+                    Page::BadRequest.response()
+                };
+                return (page, None, tried.len());
             }
         }
+        lease.end(Outcome::Failed(match error {
+            AttemptError::Connect => FailureKind::Connect,
+            AttemptError::Timeout => FailureKind::Timeout,
+            AttemptError::Broken => FailureKind::Broken,
+        }));
+        last = Some(error);
         let nothing_sent = match &body {
             RequestBody::Buffered(_) => error == AttemptError::Connect,
             RequestBody::Streamed(slot) => error == AttemptError::Connect && slot.untouched(),
@@ -341,6 +439,7 @@ async fn forward(
             RequestBody::Buffered(_) => error.may_retry(&route),
             RequestBody::Streamed(_) => nothing_sent,
         };
+        nothing_sent_yet &= nothing_sent;
         tracing::debug!(instance = backend.instance, ?error, may, "attempt failed");
         if !may
             || tried.len() >= MAX_ATTEMPTS
@@ -350,7 +449,7 @@ async fn forward(
                 .expect("budget lock")
                 .withdraw(Instant::now())
         {
-            let maybe_applied = !route.idempotent && !nothing_sent;
+            let maybe_applied = !route.idempotent && !nothing_sent_yet;
             let page = match error {
                 AttemptError::Timeout => Page::GatewayTimeout { maybe_applied },
                 _ => Page::BadGateway { maybe_applied },
@@ -361,10 +460,7 @@ async fn forward(
 }
 
 fn too_large(limit: u64) -> Response<Body> {
-    Page::TooLarge {
-        limit_mib: (limit >> 20).max(1),
-    }
-    .response()
+    Page::TooLarge { limit_bytes: limit }.response()
 }
 
 /// The instance named by the sticky cookie, if any.
@@ -430,14 +526,9 @@ fn upstream_headers(client: &HeaderMap, host: Option<&HeaderValue>, peer: Socket
     h
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; a struct would only rename them"
-)]
 fn downstream(
-    shared: &Arc<Shared>,
     resp: Response<Incoming>,
-    instance: u32,
+    lease: Lease,
     outcome: Outcome,
     settings: &crate::Settings,
     sticky: Option<u32>,
@@ -445,6 +536,7 @@ fn downstream(
     attempts: usize,
 ) -> Response<Body> {
     let status = resp.status().as_u16();
+    let instance = lease.instance;
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if settings.hsts {
@@ -462,9 +554,9 @@ fn downstream(
     }
     let tracked = Tracked {
         body,
+        idle: Box::pin(tokio::time::sleep(BODY_IDLE_TIMEOUT)),
         end: Some(End {
-            shared: Arc::clone(shared),
-            instance,
+            lease,
             outcome,
             log: LogLine {
                 method: log.method.clone(),
@@ -483,12 +575,12 @@ fn downstream(
 /// then, with the whole duration.
 struct Tracked {
     body: Incoming,
+    idle: Pin<Box<tokio::time::Sleep>>,
     end: Option<End>,
 }
 
 struct End {
-    shared: Arc<Shared>,
-    instance: u32,
+    lease: Lease,
     outcome: Outcome,
     log: LogLine,
     status: u16,
@@ -503,8 +595,9 @@ impl Tracked {
             } else {
                 end.outcome
             };
-            end.shared.finish(end.instance, outcome);
-            end.log.emit(end.status, Some(end.instance), end.attempts);
+            let instance = end.lease.instance;
+            end.lease.end(outcome);
+            end.log.emit(end.status, Some(instance), end.attempts);
         }
     }
 }
@@ -521,7 +614,18 @@ impl http_body::Body for Tracked {
         match &polled {
             Poll::Ready(None) => self.finish(false),
             Poll::Ready(Some(Err(_))) => self.finish(true),
-            _ => {}
+            Poll::Ready(Some(Ok(_))) => {
+                let next = tokio::time::Instant::now() + BODY_IDLE_TIMEOUT;
+                self.idle.as_mut().reset(next);
+            }
+            Poll::Pending => {
+                if self.idle.as_mut().poll(cx).is_ready() {
+                    self.finish(true);
+                    return Poll::Ready(Some(
+                        Err("the instance stopped sending its answer".into()),
+                    ));
+                }
+            }
         }
         polled.map(|o| o.map(|r| r.map_err(Into::into)))
     }
@@ -559,6 +663,10 @@ mod tests {
         assert_eq!(
             loggable_path("/ws/SystemInfoService"),
             "/ws/SystemInfoService"
+        );
+        assert_eq!(
+            loggable_path("/oscar/ws/rs/search/Smith"),
+            "/oscar/ws/rs/search/{}"
         );
         assert_eq!(loggable_path("/"), "/");
         assert_eq!(loggable_path("/ws/"), "/ws/");

@@ -144,7 +144,10 @@ pub async fn run(
     let client = Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(30))
+        // Below the keep-alive timeout of the instances (Tomcat's is 20 s), so that a request is
+        // never written to a connection the instance is closing: that would be a 502 on a
+        // write that cannot be replayed.
+        .pool_idle_timeout(Duration::from_secs(15))
         .pool_max_idle_per_host(256)
         .build(connector);
     let backends = wanted_backends(&config)

@@ -1,9 +1,14 @@
 //! The listeners: HTTPS (HTTP/1.1 and HTTP/2 by ALPN) on every configured port, and plain
 //! HTTP only to redirect to HTTPS. Every connection is its own task, so a slow or malicious
-//! client holds one task and one socket, never another client's turn; request heads must
-//! arrive whole within `header-read-timeout` and within `max-header-kib`.
+//! client holds one task and one socket, never another client's turn. A connection must
+//! finish its TLS handshake and send a whole first request head within `header-read-timeout`;
+//! on HTTP/1.1 every later head too (which also closes idle keep-alive connections), within
+//! `max-header-kib`; HTTP/2 connections are pinged and closed when the peer stops answering.
+//! The protocol is chosen by ALPN, never by reading the first bytes, which would be a read
+//! without a deadline.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +17,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use oscarbox_config::ProxyConfig;
 use tokio::net::{TcpListener, TcpStream};
@@ -68,18 +73,26 @@ pub async fn bind(config: &ProxyConfig) -> anyhow::Result<Vec<Listener>> {
     Ok(out)
 }
 
-fn builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
+/// The two protocol servers, configured once per listener.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+fn builders(config: &ProxyConfig) -> Builders {
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         .max_buf_size(config.max_header_bytes);
-    b.http2()
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(128)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    Builders { http1, http2 }
 }
 
 /// Accepts until `token`, then lets open connections finish their requests in flight (hyper
@@ -90,7 +103,7 @@ pub async fn serve(
     config: ProxyConfig,
     token: CancellationToken,
 ) {
-    let builder = Arc::new(builder(&config));
+    let builders = Arc::new(builders(&config));
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
     let connections = TaskTracker::new();
@@ -116,7 +129,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
-        let builder = Arc::clone(&builder);
+        let builders = Arc::clone(&builders);
         let watcher = graceful.watcher();
         let handshake_timeout = config.header_read_timeout;
         let kind = listener.kind;
@@ -124,11 +137,11 @@ pub async fn serve(
             let _permit = permit;
             match kind {
                 Kind::Https => {
-                    https(stream, peer, shared, &builder, handshake_timeout, watcher).await;
+                    https(stream, peer, shared, &builders, handshake_timeout, watcher).await;
                 }
                 Kind::Redirect { https_port } => {
                     let svc = service_fn(move |req| redirect(req, https_port));
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    let conn = builders.http1.serve_connection(TokioIo::new(stream), svc);
                     let _ = watcher.watch(conn).await;
                 }
             }
@@ -150,10 +163,11 @@ async fn https(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
     handshake_timeout: Duration,
     watcher: Watcher,
 ) {
+    let started = tokio::time::Instant::now();
     let acceptor = tokio_rustls::TlsAcceptor::from(shared.tls());
     let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
@@ -168,11 +182,39 @@ async fn https(
             return;
         }
     };
-    let svc = service_fn(move |req: Request<Incoming>| {
-        crate::forward::handle(Arc::clone(&shared), req, peer)
-    });
-    let conn = builder.serve_connection(TokioIo::new(tls), svc);
-    let _ = watcher.watch(conn).await;
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let first_request = Arc::new(AtomicBool::new(false));
+    let svc = {
+        let first_request = Arc::clone(&first_request);
+        service_fn(move |req: Request<Incoming>| {
+            first_request.store(true, Ordering::Relaxed);
+            crate::forward::handle(Arc::clone(&shared), req, peer)
+        })
+    };
+    let io = TokioIo::new(tls);
+    let conn: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if h2 {
+        let conn = builders.http2.serve_connection(io, svc);
+        Box::pin(async move {
+            let _ = watcher.watch(conn).await;
+        })
+    } else {
+        let conn = builders.http1.serve_connection(io, svc);
+        Box::pin(async move {
+            let _ = watcher.watch(conn).await;
+        })
+    };
+    tokio::pin!(conn);
+    // The handshake and the first request share one deadline: a client that connects and then
+    // says nothing (HTTP/2 has no header timeout of its own) is let go.
+    tokio::select! {
+        () = conn.as_mut() => return,
+        () = tokio::time::sleep_until(started + handshake_timeout) => {}
+    }
+    if !first_request.load(Ordering::Relaxed) {
+        tracing::debug!(%peer, "no request within the header timeout; closing");
+        return;
+    }
+    conn.await;
 }
 
 /// `http://host/path` → `https://host:port/path`, permanently (308 keeps the method).

@@ -21,7 +21,7 @@ pub enum Page {
         maybe_applied: bool,
     },
     TooLarge {
-        limit_mib: u64,
+        limit_bytes: u64,
     },
     NotFound,
     BadRequest,
@@ -64,9 +64,9 @@ impl Page {
                     "The EMR did not answer in time. Please try again in a moment.".into()
                 },
             ),
-            Page::TooLarge { limit_mib } => (
+            Page::TooLarge { limit_bytes } => (
                 "The upload is too large",
-                format!("This box accepts uploads of up to {limit_mib} MiB. Make the file smaller (for example, scan at a lower resolution) and try again."),
+                format!("This box accepts uploads of up to {}. Make the file smaller (for example, scan at a lower resolution) and try again.", size(limit_bytes)),
             ),
             Page::NotFound => ("Not found", "There is nothing at this address.".into()),
             Page::BadRequest => (
@@ -74,10 +74,6 @@ impl Page {
                 "The request could not be understood.".into(),
             ),
         }
-    }
-
-    pub fn status_code(self) -> u16 {
-        self.status().as_u16()
     }
 
     pub fn response(self) -> Response<Body> {
@@ -109,5 +105,27 @@ impl Page {
             );
         }
         resp
+    }
+}
+
+fn size(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", (bytes >> 10).max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_say_what_happened() {
+        assert_eq!(size(128 << 20), "128 MiB");
+        assert_eq!(size(64 << 10), "64 KiB");
+        let r = Page::Maintenance.response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "10");
     }
 }

@@ -38,6 +38,9 @@ impl AttemptError {
 pub struct Route {
     /// Replaying it cannot change anything.
     pub idempotent: bool,
+    /// A web service call (`/ws/`: SOAP, REST, OAuth), which answers in milliseconds; browser
+    /// pages (stock OSCAR's JSPs, reports) may legitimately take many seconds.
+    pub api: bool,
     /// It carries a document (long timeouts, large bodies).
     pub document: bool,
     /// It is the liveness probe itself (the shortest timeout).
@@ -63,16 +66,19 @@ impl Route {
         let document = lower.contains("/document") || lower.starts_with("/dms/");
         Route {
             idempotent,
+            api: path.starts_with("/ws/"),
             document,
             is_alive: system_info,
         }
     }
 
-    /// How long an attempt waits for the answer's first byte.
+    /// How long an attempt waits for the answer's first byte. Only idempotent web service
+    /// calls get the short wait; a slow page is not a dead instance (and an idempotent
+    /// request waiting on an instance that gets ejected moves on at once, whatever its wait).
     pub fn first_byte_timeout(&self, t: &Timeouts) -> Duration {
         if self.document {
             t.document
-        } else if self.idempotent {
+        } else if self.idempotent && self.api {
             t.first_byte
         } else {
             t.request
@@ -166,11 +172,13 @@ mod tests {
         };
         let upload = Route::classify(&Method::POST, "/ws/services/document/saveDocument");
         let download = Route::classify(&Method::GET, "/oscar/ws/services/documents/7/download");
-        let page = Route::classify(&Method::GET, "/ws/services/demographics/7");
+        let api = Route::classify(&Method::GET, "/ws/services/demographics/7");
+        let page = Route::classify(&Method::GET, "/oscar/provider/providercontrol.jsp");
         let write = Route::classify(&Method::PUT, "/ws/services/demographics");
         assert_eq!(upload.first_byte_timeout(&t), t.document);
         assert_eq!(download.first_byte_timeout(&t), t.document);
-        assert_eq!(page.first_byte_timeout(&t), t.first_byte);
+        assert_eq!(api.first_byte_timeout(&t), t.first_byte);
+        assert_eq!(page.first_byte_timeout(&t), t.request);
         assert_eq!(write.first_byte_timeout(&t), t.request);
     }
 

@@ -166,7 +166,11 @@ impl Supervisor {
         }
         // Bounded: the worker answers when its replacement is healthy, or fails, or stops.
         let w = &self.config.read().await.watchdog;
-        let bound = w.startup_budget + w.dump_wait + w.stop_grace + Duration::from_secs(10);
+        let bound = w.startup_budget
+            + w.dump_wait
+            + w.stop_grace * 2
+            + crate::worker::PROXY_UP_WAIT
+            + Duration::from_secs(12);
         matches!(tokio::time::timeout(bound, answer).await, Ok(Ok(true)))
     }
 
@@ -251,8 +255,14 @@ async fn notify_systemd(sup: Arc<Supervisor>, token: CancellationToken) {
         let (statuses, stall_ms) = {
             let config = Arc::clone(&*sup.config.read().await);
             let w = &config.watchdog;
-            // A heal legitimately holds a loop for the dump wait plus the stop grace.
-            let allowed = w.probe_interval * 4 + w.dump_wait + w.stop_grace;
+            // A stop legitimately holds a loop for the drain at the proxy (up to the stop grace,
+            // plus its answer), the dump wait and the stop grace; a replacement's health for
+            // the proxy's confirmation.
+            let allowed = w.probe_interval * 4
+                + w.dump_wait
+                + w.stop_grace * 2
+                + crate::worker::PROXY_UP_WAIT
+                + Duration::from_secs(4);
             (
                 sup.statuses().await,
                 u64::try_from(allowed.as_millis()).unwrap_or(u64::MAX),

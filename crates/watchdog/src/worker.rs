@@ -58,7 +58,7 @@ impl WorkerSpec {
 }
 
 /// How long a replacement may take to pass the proxy's own probes after the watchdog's.
-const PROXY_UP_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const PROXY_UP_WAIT: Duration = Duration::from_secs(10);
 
 /// Requests from the supervisor (rolling restarts, the memory guard).
 #[derive(Debug)]
@@ -439,8 +439,10 @@ async fn drain(spec: &WorkerSpec, wait: Duration) -> bool {
 /// the next instance while the proxy still counts this one out, or no instance would be left.
 async fn undrain(spec: &WorkerSpec) {
     use oscarbox_proxy_api::{client, Answer, Request};
+    // Only the drain this watchdog leased: a person's own drain stays until they end it.
     let enable = Request::Enable {
         instance: spec.instance,
+        lease_only: true,
     };
     let ask = |r: Request| async move {
         tokio::time::timeout(Duration::from_secs(2), client::ask(&spec.proxy_socket, &r)).await

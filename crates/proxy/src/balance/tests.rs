@@ -161,7 +161,11 @@ async fn drains_stop_new_requests_and_leases_expire() {
         p.backends[1].is_draining(now),
         "a drain without a lease lasts"
     );
-    assert!(p.enable(2));
+    // The watchdog's lease neither shortens nor ends a person's drain.
+    assert!(p.drain(2, Some(now + Duration::from_secs(1))));
+    assert!(p.enable(2, true));
+    assert!(p.backends[1].is_draining(now + Duration::from_secs(10)));
+    assert!(p.enable(2, false));
     assert!(!p.backends[1].is_draining(now));
     assert!(!p.drain(7, None), "unknown instances are refused");
 }
@@ -259,7 +263,7 @@ proptest! {
                     }
                     Event::Probe(i, ok) => p.probed(i, if ok { Ok(()) } else { Err("no".into()) }, now),
                     Event::Drain(i) => { p.drain(i, Some(now + Duration::from_secs(5))); }
-                    Event::Enable(i) => { p.enable(i); }
+                    Event::Enable(i) => { p.enable(i, false); }
                     Event::Wait(ms) => now += Duration::from_millis(ms),
                 }
                 for b in &p.backends {
