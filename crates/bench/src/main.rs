@@ -1,4 +1,4 @@
-//! `oscarbox-bench emr|watchdog`: figures that the issues set targets for.
+//! `oscarbox-bench emr|watchdog|proxy`: figures that the issues set targets for.
 //!
 //! `emr`: one `oscar-emr` instance on a real MariaDB:
 //! - time from process start to its first `alive` (fresh database, then a restart);
@@ -9,6 +9,10 @@
 //! `watchdog`: over 20 trials, the time from a hang (SIGSTOP) of one of three instances to the
 //! watchdog's detection, and to a healthy replacement, with the shipped probe settings.
 //!
+//! `proxy`: `oscarbox proxy` beside HAProxy in front of the same three instances, both
+//! terminating TLS: saturation throughput, latency added at a fixed rate, and a hang (see
+//! [`proxy`]).
+//!
 //! Prints a table; asserts nothing. Run it through `scripts/bench`, which builds in release.
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
@@ -18,6 +22,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use oscarbox_test_harness::{is_alive, Emr, EmrConfig, MariaDb, Signal, Watchdog, IS_ALIVE};
+
+mod proxy;
 
 fn beside_me(name: &str) -> anyhow::Result<PathBuf> {
     let p = oscarbox_test_harness::bin_path(name);
@@ -62,31 +68,43 @@ struct WrkFigures {
     errors: String,
 }
 
+/// What `wrk` sends: a POST of the SOAP `isAlive` envelope, or a plain GET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WrkRequest {
+    IsAlive,
+    Get,
+}
+
 async fn wrk(
     url: &str,
+    request: WrkRequest,
     threads: u32,
     connections: u32,
     seconds: u32,
 ) -> anyhow::Result<WrkFigures> {
-    let script = std::env::temp_dir().join(format!("oscarbox-bench-{}.lua", std::process::id()));
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"text/xml; charset=UTF-8\"\nwrk.body = [[{IS_ALIVE}]]\n"
-        ),
-    )?;
-    let out = tokio::process::Command::new("wrk")
-        .arg(format!("-t{threads}"))
+    let mut cmd = tokio::process::Command::new("wrk");
+    cmd.arg(format!("-t{threads}"))
         .arg(format!("-c{connections}"))
         .arg(format!("-d{seconds}s"))
-        .arg("--latency")
-        .arg("-s")
-        .arg(&script)
+        .arg("--latency");
+    let script = std::env::temp_dir().join(format!("oscarbox-bench-{}.lua", std::process::id()));
+    if request == WrkRequest::IsAlive {
+        std::fs::write(
+            &script,
+            format!(
+                "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"text/xml; charset=UTF-8\"\nwrk.body = [[{IS_ALIVE}]]\n"
+            ),
+        )?;
+        cmd.arg("-s").arg(&script);
+    }
+    let out = cmd
         .arg(url)
         .output()
         .await
         .context("run wrk (apt-get install wrk, or scripts/install-deps)")?;
-    let _ = std::fs::remove_file(&script);
+    if request == WrkRequest::IsAlive {
+        let _ = std::fs::remove_file(&script);
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
@@ -133,7 +151,11 @@ async fn bench_emr() -> anyhow::Result<()> {
     let url = emr.url("/ws/SystemInfoService");
     let mut runs = Vec::new();
     for (threads, conns) in [(1, 32), (2, 64)] {
-        runs.push((threads, conns, wrk(&url, threads, conns, 10).await?));
+        runs.push((
+            threads,
+            conns,
+            wrk(&url, WrkRequest::IsAlive, threads, conns, 10).await?,
+        ));
     }
     let loaded = rss_kib(emr.pid())?;
 
@@ -270,11 +292,16 @@ async fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("emr") => bench_emr().await,
         Some("watchdog") => bench_watchdog().await,
+        Some("proxy") => proxy::bench().await,
         None => {
             bench_emr().await?;
             println!();
-            bench_watchdog().await
+            bench_watchdog().await?;
+            println!();
+            proxy::bench().await
         }
-        Some(other) => bail!("unknown benchmark {other:?}: expected `emr` or `watchdog`"),
+        Some(other) => {
+            bail!("unknown benchmark {other:?}: expected `emr`, `watchdog` or `proxy`")
+        }
     }
 }
