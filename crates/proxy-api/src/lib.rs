@@ -69,56 +69,20 @@ pub struct BackendStatus {
     pub weight: f64,
 }
 
+pub use oscarbox_socket_rpc::{from_line, to_line};
+
 /// The client side of the socket, for `oscarbox`, the watchdog and tests.
 pub mod client {
     use std::path::Path;
 
-    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-    use tokio::net::UnixStream;
+    pub use oscarbox_socket_rpc::AskError;
 
-    use crate::{from_line, to_line, Answer, Request};
-
-    /// Why a question to the proxy got no answer.
-    #[derive(Debug, thiserror::Error)]
-    pub enum AskError {
-        /// Nothing listens on the socket: the proxy is not running.
-        #[error("cannot connect to {}: {cause}", socket.display())]
-        Unreachable {
-            socket: std::path::PathBuf,
-            cause: std::io::Error,
-        },
-        #[error("failed to talk to the proxy: {0}")]
-        Io(#[from] std::io::Error),
-        #[error("the proxy answered something this oscarbox does not understand: {0}")]
-        Garbled(#[from] serde_json::Error),
-    }
+    use crate::{Answer, Request};
 
     /// Asks the proxy listening on `socket` one question.
     pub async fn ask(socket: &Path, request: &Request) -> Result<Answer, AskError> {
-        let stream = UnixStream::connect(socket)
-            .await
-            .map_err(|cause| AskError::Unreachable {
-                socket: socket.to_path_buf(),
-                cause,
-            })?;
-        let (read, mut write) = stream.into_split();
-        write.write_all(to_line(request).as_bytes()).await?;
-        let mut line = String::new();
-        BufReader::new(read).read_line(&mut line).await?;
-        Ok(from_line::<Answer>(&line)?)
+        oscarbox_socket_rpc::ask("proxy", socket, request).await
     }
-}
-
-/// Encodes one line (no newline inside, one at the end).
-pub fn to_line<T: Serialize>(value: &T) -> String {
-    let mut s = serde_json::to_string(value).expect("plain data always serializes");
-    s.push('\n');
-    s
-}
-
-/// Decodes one line.
-pub fn from_line<'a, T: Deserialize<'a>>(line: &'a str) -> Result<T, serde_json::Error> {
-    serde_json::from_str(line.trim_end())
 }
 
 #[cfg(test)]

@@ -2,13 +2,10 @@
 //! watchdog and `oscarbox`), one JSON request line in, one answer line out
 //! (`oscarbox-proxy-api`).
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oscarbox_proxy_api::{from_line, to_line, Answer, BackendStatus, Request, VERSION};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use oscarbox_proxy_api::{Answer, BackendStatus, Request, VERSION};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -16,23 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Shared;
 
 pub use oscarbox_proxy_api::client::{ask, AskError};
-
-/// Binds the socket, replacing a stale one left by a proxy that was killed. A directory it
-/// creates is private; an existing one (say `/run/oscarbox`) keeps its mode.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent().filter(|d| std::fs::metadata(d).is_err()) {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
+pub use oscarbox_socket_rpc::bind;
 
 pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>, token: CancellationToken) {
     loop {
@@ -52,40 +33,34 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>, token: Ca
 }
 
 async fn handle(stream: UnixStream, shared: Arc<Shared>, token: CancellationToken) {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, 64 * 1024));
-    if reader.read_line(&mut line).await.is_err() {
-        return;
-    }
-    let answer = match from_line::<Request>(&line) {
-        Err(e) => Answer::Error {
-            message: format!("not an admin request: {e}"),
-        },
-        Ok(Request::Backends) => backends(&shared),
-        Ok(Request::Drain {
-            instance,
-            wait_ms,
-            lease_ms,
-        }) => drain(&shared, instance, wait_ms, lease_ms, &token).await,
-        Ok(Request::Enable {
-            instance,
-            lease_only,
-        }) => {
-            if shared
-                .pool
-                .lock()
-                .expect("pool lock")
-                .enable(instance, lease_only)
-            {
-                tracing::info!(instance, "instance enabled through the admin API");
-                Answer::Enabled { instance }
-            } else {
-                unknown(instance)
+    let garbled = |message| Answer::Error { message };
+    oscarbox_socket_rpc::serve_one(stream, garbled, |request| async move {
+        match request {
+            Request::Backends => backends(&shared),
+            Request::Drain {
+                instance,
+                wait_ms,
+                lease_ms,
+            } => drain(&shared, instance, wait_ms, lease_ms, &token).await,
+            Request::Enable {
+                instance,
+                lease_only,
+            } => {
+                if shared
+                    .pool
+                    .lock()
+                    .expect("pool lock")
+                    .enable(instance, lease_only)
+                {
+                    tracing::info!(instance, "instance enabled through the admin API");
+                    Answer::Enabled { instance }
+                } else {
+                    unknown(instance)
+                }
             }
         }
-    };
-    let _ = write.write_all(to_line(&answer).as_bytes()).await;
+    })
+    .await;
 }
 
 fn unknown(instance: u32) -> Answer {

@@ -53,17 +53,7 @@ pub struct WorkerStatus {
     pub rss_bytes: Option<u64>,
 }
 
-/// Encodes one line (no newline inside, one at the end).
-pub fn to_line<T: Serialize>(value: &T) -> String {
-    let mut s = serde_json::to_string(value).expect("plain data always serializes");
-    s.push('\n');
-    s
-}
-
-/// Decodes one line.
-pub fn from_line<'a, T: Deserialize<'a>>(line: &'a str) -> Result<T, serde_json::Error> {
-    serde_json::from_str(line.trim_end())
-}
+pub use oscarbox_socket_rpc::{from_line, to_line};
 
 #[cfg(test)]
 mod tests {
