@@ -4,34 +4,16 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use oscarbox_watchdog::control::{self, AskError};
 use oscarbox_watchdog_api::{to_line, Answer, Request, Status, VERSION};
 
-/// Exit status when the watchdog cannot be reached (`EX_UNAVAILABLE`).
-const EX_UNAVAILABLE: u8 = 69;
-
 fn ask(config: Option<&Path>, request: &Request) -> Result<Answer, ExitCode> {
-    let config = oscarbox_common::load_config(config)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|_| ExitCode::FAILURE)?;
-    runtime
-        .block_on(control::ask(&config.watchdog.control_socket, request))
-        .map_err(|e| {
-            let code = match e {
-                AskError::Unreachable { .. } => {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "the watchdog is not running ({e}); start the box with `oscarbox up`, or `systemctl start oscarbox-watchdog` on the appliance"
-                    );
-                    return ExitCode::from(EX_UNAVAILABLE);
-                }
-                _ => ExitCode::FAILURE,
-            };
-            let _ = writeln!(std::io::stderr(), "{e}");
-            code
-        })
+    crate::service::ask(
+        config,
+        "watchdog",
+        "oscarbox-watchdog",
+        |c| &c.watchdog.control_socket,
+        request,
+    )
 }
 
 pub fn status(config: Option<&Path>, json: bool) -> ExitCode {

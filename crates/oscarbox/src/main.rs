@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod check_config;
 mod control;
 mod proxy;
+mod service;
 mod up;
 
 #[derive(Debug, Parser)]

@@ -4,63 +4,29 @@
 use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use oscarbox_proxy::admin::{self, AskError};
 use oscarbox_proxy_api::{to_line, Answer, BackendStatus, Request};
-use tokio_util::sync::CancellationToken;
-
-/// Exit status when the proxy cannot be reached (`EX_UNAVAILABLE`).
-const EX_UNAVAILABLE: u8 = 69;
 
 pub fn run(config_path: Option<&Path>) -> ExitCode {
-    let config = match oscarbox_common::load_config(config_path) {
-        Ok(c) => Arc::new(c),
-        Err(code) => return code,
-    };
-    let runtime = match oscarbox_common::start_runtime(&config.box_.log_level) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let result = runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        oscarbox_common::cancel_on_signals(shutdown.clone()).context("install signal handlers")?;
+    crate::service::run(config_path, "the proxy", |config, shutdown| async move {
         let path = config_path
             .map(std::path::absolute)
             .transpose()
             .context("resolve the config path")?;
         oscarbox_proxy::run(config, path, shutdown).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("failed to run the proxy: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 fn ask(config: Option<&Path>, request: &Request) -> Result<Answer, ExitCode> {
-    let config = oscarbox_common::load_config(config)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|_| ExitCode::FAILURE)?;
-    let answer = runtime
-        .block_on(admin::ask(&config.proxy.admin_socket, request))
-        .map_err(|e| {
-            if let AskError::Unreachable { .. } = e {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "the proxy is not running ({e}); start the box with `oscarbox up`, or `systemctl start oscarbox-proxy` on the appliance"
-                );
-                return ExitCode::from(EX_UNAVAILABLE);
-            }
-            let _ = writeln!(std::io::stderr(), "{e}");
-            ExitCode::FAILURE
-        })?;
+    let answer = crate::service::ask(
+        config,
+        "proxy",
+        "oscarbox-proxy",
+        |c| &c.proxy.admin_socket,
+        request,
+    )?;
     if let Answer::Error { message } = &answer {
         let _ = writeln!(std::io::stderr(), "{message}");
         return Err(ExitCode::FAILURE);

@@ -29,17 +29,7 @@ pub enum Mode {
 }
 
 pub fn run(config_path: Option<&Path>, mode: Mode) -> ExitCode {
-    let config = match oscarbox_common::load_config(config_path) {
-        Ok(c) => Arc::new(c),
-        Err(code) => return code,
-    };
-    let runtime = match oscarbox_common::start_runtime(&config.box_.log_level) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let result = runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        oscarbox_common::cancel_on_signals(shutdown.clone()).context("install signal handlers")?;
+    crate::service::run(config_path, "the box", |config, shutdown| async move {
         let config_path = match config_path {
             Some(p) => absolute(p)?,
             None => materialize_default(&config)?,
@@ -48,14 +38,7 @@ pub fn run(config_path: Option<&Path>, mode: Mode) -> ExitCode {
             Mode::Up => up(config, config_path, shutdown).await,
             Mode::WatchdogOnly => oscarbox_watchdog::run(config, config_path, shutdown).await,
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("failed to run the box: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 /// The workers are given a config file as `{config}`; for the embedded default, that is a copy

@@ -476,14 +476,89 @@ fn unexpected_errors(log: &Mutex<Vec<String>>, allowed: &[String]) -> Vec<String
         .collect()
 }
 
-/// A running `oscarbox watchdog` with its captured log.
+/// An `oscarbox` process with its captured log: the part [`Watchdog`] and [`Proxy`] share
+/// (they dereference to it). Dropping it fails the test if the process logged an ERROR the
+/// test did not declare expected.
 #[derive(Debug)]
-pub struct Watchdog {
+pub struct Captured {
+    name: &'static str,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
     allowed_errors: Vec<String>,
+}
+
+impl Captured {
+    fn spawn(name: &'static str, spec: &ChildSpec) -> anyhow::Result<Captured> {
+        let mut child = Child::spawn(spec).with_context(|| format!("start the {name}"))?;
+        let log = capture(&mut child, name.into());
+        Ok(Captured {
+            name,
+            child,
+            log,
+            allowed_errors: Vec::new(),
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.pid()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.pid()), signal)
+            .unwrap_or_else(|e| panic!("signal the {}: {e}", self.name));
+    }
+
+    pub async fn wait_exit(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let name = self.name;
+        Ok(tokio::time::timeout(within, self.child.wait())
+            .await
+            .with_context(|| format!("the {name} did not exit in time"))??)
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn allow_error(&mut self, pattern: &str) {
+        self.allowed_errors.push(pattern.to_owned());
+    }
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        let errors = unexpected_errors(&self.log, &self.allowed_errors);
+        if !errors.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the {} logged unexpected ERROR lines:\n{}",
+                self.name,
+                errors.join("\n")
+            );
+        }
+    }
+}
+
+/// A running `oscarbox watchdog` with its captured log.
+#[derive(Debug)]
+pub struct Watchdog {
+    process: Captured,
     pub socket: PathBuf,
     pub config: EmrConfig,
+}
+
+impl std::ops::Deref for Watchdog {
+    type Target = Captured;
+    fn deref(&self) -> &Captured {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for Watchdog {
+    fn deref_mut(&mut self) -> &mut Captured {
+        &mut self.process
+    }
 }
 
 impl Watchdog {
@@ -508,47 +583,17 @@ impl Watchdog {
         for (k, v) in env {
             spec = spec.env(k, v);
         }
-        let mut child =
-            Child::spawn(&spec).with_context(|| format!("start {}", oscarbox.display()))?;
-        let log = capture(&mut child, "watchdog".into());
+        let process = Captured::spawn("watchdog", &spec)?;
         let socket = config
             .path
             .parent()
             .context("the config is in the database's directory")?
             .join("state/run/watchdog.sock");
         Ok(Watchdog {
-            child,
-            log,
-            allowed_errors: Vec::new(),
+            process,
             socket,
             config: config.clone(),
         })
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.pid()
-    }
-
-    pub fn signal(&self, signal: Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.pid()), signal)
-            .expect("signal the watchdog");
-    }
-
-    pub async fn wait_exit(
-        &mut self,
-        within: Duration,
-    ) -> anyhow::Result<std::process::ExitStatus> {
-        Ok(tokio::time::timeout(within, self.child.wait())
-            .await
-            .context("the watchdog did not exit in time")??)
-    }
-
-    pub fn log(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
-    }
-
-    pub fn allow_error(&mut self, pattern: &str) {
-        self.allowed_errors.push(pattern.to_owned());
     }
 
     /// The status document from the control socket.
@@ -584,27 +629,26 @@ impl Watchdog {
     }
 }
 
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let errors = unexpected_errors(&self.log, &self.allowed_errors);
-        if !errors.is_empty() && !std::thread::panicking() {
-            panic!(
-                "the watchdog logged unexpected ERROR lines:\n{}",
-                errors.join("\n")
-            );
-        }
-    }
-}
-
 /// A running `oscarbox proxy` with its captured log.
 #[derive(Debug)]
 pub struct Proxy {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    allowed_errors: Vec<String>,
+    process: Captured,
     pub config: EmrConfig,
     /// The admin socket.
     pub socket: PathBuf,
+}
+
+impl std::ops::Deref for Proxy {
+    type Target = Captured;
+    fn deref(&self) -> &Captured {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for Proxy {
+    fn deref_mut(&mut self) -> &mut Captured {
+        &mut self.process
+    }
 }
 
 impl Proxy {
@@ -616,13 +660,8 @@ impl Proxy {
             .arg(&config.path)
             .env("RUST_LOG", "info")
             .output(Output::Piped);
-        let mut child =
-            Child::spawn(&spec).with_context(|| format!("start {}", oscarbox.display()))?;
-        let log = capture(&mut child, "proxy".into());
         let proxy = Proxy {
-            child,
-            log,
-            allowed_errors: Vec::new(),
+            process: Captured::spawn("proxy", &spec)?,
             config: config.clone(),
             socket: config.state_dir.join("run/proxy.sock"),
         };
@@ -688,44 +727,6 @@ impl Proxy {
                 bail!("not {what} within {within:?}: {b:#?}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.pid()
-    }
-
-    pub fn signal(&self, signal: Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.pid()), signal)
-            .expect("signal the proxy");
-    }
-
-    pub async fn wait_exit(
-        &mut self,
-        within: Duration,
-    ) -> anyhow::Result<std::process::ExitStatus> {
-        Ok(tokio::time::timeout(within, self.child.wait())
-            .await
-            .context("the proxy did not exit in time")??)
-    }
-
-    pub fn log(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
-    }
-
-    pub fn allow_error(&mut self, pattern: &str) {
-        self.allowed_errors.push(pattern.to_owned());
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let errors = unexpected_errors(&self.log, &self.allowed_errors);
-        if !errors.is_empty() && !std::thread::panicking() {
-            panic!(
-                "the proxy logged unexpected ERROR lines:\n{}",
-                errors.join("\n")
-            );
         }
     }
 }
