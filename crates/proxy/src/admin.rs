@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oscarbox_proxy_api::{Answer, BackendStatus, Request, VERSION};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -16,51 +16,40 @@ pub use oscarbox_proxy_api::client::{ask, AskError};
 pub use oscarbox_socket_rpc::bind;
 
 pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>, token: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            () = token.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!("failed to accept an admin connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        tokio::spawn(handle(stream, Arc::clone(&shared), token.clone()));
-    }
-}
-
-async fn handle(stream: UnixStream, shared: Arc<Shared>, token: CancellationToken) {
+    let stop = token.clone().cancelled_owned();
     let garbled = |message| Answer::Error { message };
-    oscarbox_socket_rpc::serve_one(stream, garbled, |request| async move {
-        match request {
-            Request::Backends => backends(&shared),
-            Request::Drain {
-                instance,
-                wait_ms,
-                lease_ms,
-            } => drain(&shared, instance, wait_ms, lease_ms, &token).await,
-            Request::Enable {
-                instance,
-                lease_only,
-            } => {
-                if shared
-                    .pool
-                    .lock()
-                    .expect("pool lock")
-                    .enable(instance, lease_only)
-                {
-                    tracing::info!(instance, "instance enabled through the admin API");
-                    Answer::Enabled { instance }
-                } else {
-                    unknown(instance)
-                }
-            }
-        }
+    oscarbox_socket_rpc::serve(listener, stop, garbled, move |request| {
+        let (shared, token) = (Arc::clone(&shared), token.clone());
+        async move { answer(&shared, request, &token).await }
     })
     .await;
+}
+
+async fn answer(shared: &Shared, request: Request, token: &CancellationToken) -> Answer {
+    match request {
+        Request::Backends => backends(shared),
+        Request::Drain {
+            instance,
+            wait_ms,
+            lease_ms,
+        } => drain(shared, instance, wait_ms, lease_ms, token).await,
+        Request::Enable {
+            instance,
+            lease_only,
+        } => {
+            if shared
+                .pool
+                .lock()
+                .expect("pool lock")
+                .enable(instance, lease_only)
+            {
+                tracing::info!(instance, "instance enabled through the admin API");
+                Answer::Enabled { instance }
+            } else {
+                unknown(instance)
+            }
+        }
+    }
 }
 
 fn unknown(instance: u32) -> Answer {

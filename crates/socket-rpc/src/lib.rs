@@ -91,9 +91,39 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves one connection: reads one bounded request line, answers with `answer(request)`, or
-/// with `garbled(why)` when the line is not a request.
-pub async fn serve_one<Q, A, F, Fut>(stream: UnixStream, garbled: fn(String) -> A, answer: F)
+/// Serves the socket until `stop`: every connection in a task of its own, where one bounded
+/// request line is answered with `answer(request)`, or with `garbled(why)` when the line is
+/// not a request.
+pub async fn serve<Q, A, F, Fut>(
+    listener: UnixListener,
+    stop: impl std::future::Future<Output = ()>,
+    garbled: fn(String) -> A,
+    answer: F,
+) where
+    Q: DeserializeOwned + Send + 'static,
+    A: Serialize + Send + 'static,
+    F: Fn(Q) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = A> + Send + 'static,
+{
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            () = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!("failed to accept a connection on an admin socket: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(serve_one(stream, garbled, answer.clone()));
+    }
+}
+
+async fn serve_one<Q, A, F, Fut>(stream: UnixStream, garbled: fn(String) -> A, answer: F)
 where
     Q: DeserializeOwned,
     A: Serialize,
@@ -131,16 +161,20 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600);
-        let server = tokio::spawn(async move {
-            for _ in 0..2 {
-                let (s, _) = listener.accept().await.expect("accept");
-                serve_one(s, |why| why, |q: u32| async move { format!("got {q}") }).await;
-            }
-        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+            |why| why,
+            |q: u32| async move { format!("got {q}") },
+        ));
         let a: String = ask("test", &path, &7u32).await.expect("answer");
         assert_eq!(a, "got 7");
         let a: String = ask("test", &path, &"nonsense").await.expect("answer");
         assert!(a.starts_with("not a request"), "{a}");
+        let _ = stop.send(());
         server.await.expect("server");
         drop(dir);
         let e = ask::<_, String>("test", &path, &1u32)

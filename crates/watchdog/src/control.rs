@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use oscarbox_watchdog_api::{Answer, Request, Status, VERSION};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::supervisor::Supervisor;
@@ -19,34 +19,23 @@ pub async fn ask(socket: &Path, request: &Request) -> Result<Answer, AskError> {
 }
 
 pub(crate) async fn serve(listener: UnixListener, sup: Arc<Supervisor>, token: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            () = token.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!("failed to accept a control connection: {e}");
-                    continue;
-                }
-            },
-        };
-        tokio::spawn(handle(stream, Arc::clone(&sup)));
-    }
-}
-
-async fn handle(stream: UnixStream, sup: Arc<Supervisor>) {
     let garbled = |message| Answer::Error { message };
-    oscarbox_socket_rpc::serve_one(stream, garbled, |request| async move {
-        match request {
-            Request::Status => Answer::Status(Status {
-                version: VERSION,
-                box_name: sup.config.read().await.box_.name.clone(),
-                workers: sup.statuses().await,
-            }),
-            Request::RestartWorkers => rolling_restart(&sup).await,
-        }
+    oscarbox_socket_rpc::serve(listener, token.cancelled_owned(), garbled, move |request| {
+        let sup = Arc::clone(&sup);
+        async move { answer(&sup, request).await }
     })
     .await;
+}
+
+async fn answer(sup: &Supervisor, request: Request) -> Answer {
+    match request {
+        Request::Status => Answer::Status(Status {
+            version: VERSION,
+            box_name: sup.config.read().await.box_.name.clone(),
+            workers: sup.statuses().await,
+        }),
+        Request::RestartWorkers => rolling_restart(sup).await,
+    }
 }
 
 /// One instance at a time, the next only after the replacement is healthy.
