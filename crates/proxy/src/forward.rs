@@ -71,12 +71,33 @@ impl StreamSlot {
     }
 }
 
+/// The idle timer both body wrappers keep: reset by every frame, expired after
+/// [`BODY_IDLE_TIMEOUT`] without one.
+struct Idle(Pin<Box<tokio::time::Sleep>>);
+
+impl Idle {
+    fn new() -> Idle {
+        Idle(Box::pin(tokio::time::sleep(BODY_IDLE_TIMEOUT)))
+    }
+
+    fn touch(&mut self) {
+        self.0
+            .as_mut()
+            .reset(tokio::time::Instant::now() + BODY_IDLE_TIMEOUT);
+    }
+
+    /// Whether the body has been idle too long (registers the waker when not).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.0.as_mut().poll(cx).is_ready()
+    }
+}
+
 /// The body an attempt sends: takes the client's body from the slot on first poll and counts
 /// it against the size limit and the idle timeout.
 struct SlotBody {
     slot: Arc<StreamSlot>,
     body: Option<Incoming>,
-    idle: Pin<Box<tokio::time::Sleep>>,
+    idle: Idle,
 }
 
 impl SlotBody {
@@ -84,7 +105,7 @@ impl SlotBody {
         SlotBody {
             slot,
             body: None,
-            idle: Box::pin(tokio::time::sleep(BODY_IDLE_TIMEOUT)),
+            idle: Idle::new(),
         }
     }
 
@@ -105,9 +126,7 @@ impl http_body::Body for SlotBody {
         let this = &mut *self;
         if this.body.is_none() {
             this.body = this.slot.body.lock().expect("slot lock").take();
-            this.idle
-                .as_mut()
-                .reset(tokio::time::Instant::now() + BODY_IDLE_TIMEOUT);
+            this.idle.touch();
         }
         let Some(body) = this.body.as_mut() else {
             return Poll::Ready(Some(Err("the request body was already sent".into())));
@@ -125,19 +144,15 @@ impl http_body::Body for SlotBody {
                         return this.client_failed("the request body is over the limit");
                     }
                 }
-                this.idle
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + BODY_IDLE_TIMEOUT);
+                this.idle.touch();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(_))) => this.client_failed("the client's request body broke off"),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.idle.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.client_failed("the client stopped sending its request body")
-                }
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending if this.idle.expired(cx) => {
+                this.client_failed("the client stopped sending its request body")
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -554,7 +569,7 @@ fn downstream(
     }
     let tracked = Tracked {
         body,
-        idle: Box::pin(tokio::time::sleep(BODY_IDLE_TIMEOUT)),
+        idle: Idle::new(),
         end: Some(End {
             lease,
             outcome,
@@ -575,7 +590,7 @@ fn downstream(
 /// then, with the whole duration.
 struct Tracked {
     body: Incoming,
-    idle: Pin<Box<tokio::time::Sleep>>,
+    idle: Idle,
     end: Option<End>,
 }
 
@@ -614,12 +629,9 @@ impl http_body::Body for Tracked {
         match &polled {
             Poll::Ready(None) => self.finish(false),
             Poll::Ready(Some(Err(_))) => self.finish(true),
-            Poll::Ready(Some(Ok(_))) => {
-                let next = tokio::time::Instant::now() + BODY_IDLE_TIMEOUT;
-                self.idle.as_mut().reset(next);
-            }
+            Poll::Ready(Some(Ok(_))) => self.idle.touch(),
             Poll::Pending => {
-                if self.idle.as_mut().poll(cx).is_ready() {
+                if self.idle.expired(cx) {
                     self.finish(true);
                     return Poll::Ready(Some(
                         Err("the instance stopped sending its answer".into()),

@@ -62,8 +62,14 @@ impl Route {
         let system_info = path == "/ws/SystemInfoService";
         let idempotent =
             matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || system_info;
-        let lower = path.to_ascii_lowercase();
-        let document = lower.contains("/document") || lower.starts_with("/dms/");
+        // Case-insensitive without a copy: this runs on every request.
+        let document = path
+            .as_bytes()
+            .windows(b"/document".len())
+            .any(|w| w.eq_ignore_ascii_case(b"/document"))
+            || path
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("/dms/"));
         Route {
             idempotent,
             api: path.starts_with("/ws/"),
