@@ -46,6 +46,96 @@ async fn fault(client: &reqwest::Client, emr: &Emr, what: &str) -> anyhow::Resul
     Ok(())
 }
 
+/// Clients sending requests through the proxy until stopped, counting every answer: even
+/// workers GET a WSDL, odd ones POST `isAlive`. A request counts as good only with a 200 and
+/// its whole body.
+struct Load {
+    stop: Arc<tokio::sync::Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    slowest_ms: Arc<AtomicU64>,
+}
+
+impl Load {
+    fn start(proxy: &Proxy, client: &reqwest::Client, workers: usize) -> Load {
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let (ok, failed, slowest_ms) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let tasks = (0..workers)
+            .map(|worker| {
+                let (client, stop) = (client.clone(), Arc::clone(&stop));
+                let (ok, failed, slowest_ms) = (
+                    Arc::clone(&ok),
+                    Arc::clone(&failed),
+                    Arc::clone(&slowest_ms),
+                );
+                let wsdl = proxy.url("/oscar/ws/SystemInfoService?wsdl");
+                let soap = proxy.url("/oscar/ws/SystemInfoService");
+                tokio::spawn(async move {
+                    let stopped = stop.notified();
+                    tokio::pin!(stopped);
+                    loop {
+                        let started = Instant::now();
+                        let req = if worker % 2 == 0 {
+                            client.get(&wsdl)
+                        } else {
+                            client
+                                .post(&soap)
+                                .header("content-type", "text/xml; charset=UTF-8")
+                                .body(IS_ALIVE)
+                        };
+                        let result = tokio::select! {
+                            () = &mut stopped => return,
+                            r = req.send() => r,
+                        };
+                        let good = match result {
+                            Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+                            _ => false,
+                        };
+                        let counter = if good { &ok } else { &failed };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        slowest_ms
+                            .fetch_max(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            tasks,
+            ok,
+            failed,
+            slowest_ms,
+        }
+    }
+
+    /// Stops the clients; answers (good, failed, slowest in ms).
+    async fn stop(self) -> anyhow::Result<(u64, u64, u64)> {
+        self.stop.notify_waiters();
+        for t in self.tasks {
+            t.await?;
+        }
+        Ok((
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.slowest_ms.load(Ordering::Relaxed),
+        ))
+    }
+}
+
+/// Waits until the proxy counts no request in flight on any instance.
+async fn nothing_in_flight(proxy: &Proxy) -> anyhow::Result<()> {
+    proxy
+        .wait_backends(Duration::from_secs(10), "nothing counted in flight", |b| {
+            b.iter().all(|b| b.in_flight == 0)
+        })
+        .await
+}
+
 async fn curl(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
     let out = tokio::process::Command::new("curl")
         .args(["--silent", "--show-error", "--max-time", "10"])
@@ -167,49 +257,7 @@ async fn a_hung_then_killed_instance_fails_no_request() -> anyhow::Result<()> {
     all_up(&proxy, 3).await?;
     let client = proxy.client(Duration::from_secs(10))?;
 
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let (ok, failed, slowest_ms) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    let mut load = Vec::new();
-    for worker in 0..8 {
-        let (client, stop) = (client.clone(), Arc::clone(&stop));
-        let (ok, failed, slowest_ms) = (
-            Arc::clone(&ok),
-            Arc::clone(&failed),
-            Arc::clone(&slowest_ms),
-        );
-        let wsdl = proxy.url("/oscar/ws/SystemInfoService?wsdl");
-        let soap = proxy.url("/oscar/ws/SystemInfoService");
-        load.push(tokio::spawn(async move {
-            let stopped = stop.notified();
-            tokio::pin!(stopped);
-            loop {
-                let started = Instant::now();
-                let req = if worker % 2 == 0 {
-                    client.get(&wsdl)
-                } else {
-                    client
-                        .post(&soap)
-                        .header("content-type", "text/xml; charset=UTF-8")
-                        .body(IS_ALIVE)
-                };
-                let result = tokio::select! {
-                    () = &mut stopped => return,
-                    r = req.send() => r,
-                };
-                let good = match result {
-                    Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
-                    _ => false,
-                };
-                let counter = if good { &ok } else { &failed };
-                counter.fetch_add(1, Ordering::Relaxed);
-                slowest_ms.fetch_max(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-            }
-        }));
-    }
+    let load = Load::start(&proxy, &client, 8);
     tokio::time::sleep(Duration::from_secs(2)).await;
     emrs[1].signal(Signal::SIGSTOP);
     let stopped_at = Instant::now();
@@ -222,14 +270,9 @@ async fn a_hung_then_killed_instance_fails_no_request() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     emrs[1].signal(Signal::SIGKILL);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.notify_waiters();
-    for t in load {
-        t.await?;
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed, slowest_ms) = load.stop().await?;
     eprintln!(
-        "{ok} requests answered, {failed} failed, slowest {} ms, ejected after {ejected_after:?}",
-        slowest_ms.load(Ordering::Relaxed)
+        "{ok} requests answered, {failed} failed, slowest {slowest_ms} ms, ejected after {ejected_after:?}"
     );
     assert_eq!(failed, 0, "requests failed while an instance hung and died");
     assert!(ok > 100, "the load ran ({ok} requests)");
@@ -518,31 +561,7 @@ async fn a_rolling_restart_by_the_watchdog_drains_through_the_proxy() -> anyhow:
     let proxy = Proxy::start(oscarbox, &config).await?;
     all_up(&proxy, 2).await?;
     let client = proxy.client(Duration::from_secs(30))?;
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let load = {
-        let (client, stop) = (client.clone(), Arc::clone(&stop));
-        let url = proxy.url("/oscar/ws/SystemInfoService?wsdl");
-        tokio::spawn(async move {
-            let (mut ok, mut failed) = (0u64, 0u64);
-            let stopped = stop.notified();
-            tokio::pin!(stopped);
-            loop {
-                let r = tokio::select! {
-                    () = &mut stopped => return (ok, failed),
-                    r = client.get(&url).send() => r,
-                };
-                let good = match r {
-                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
-                if good {
-                    ok += 1;
-                } else {
-                    failed += 1;
-                }
-            }
-        })
-    };
+    let load = Load::start(&proxy, &client, 1);
     let answer = oscarbox_watchdog::control::ask(
         &watchdog.socket,
         &oscarbox_watchdog_api::Request::RestartWorkers,
@@ -553,8 +572,7 @@ async fn a_rolling_restart_by_the_watchdog_drains_through_the_proxy() -> anyhow:
         "{answer:?}"
     );
     all_up(&proxy, 2).await?;
-    stop.notify_waiters();
-    let (ok, failed) = load.await?;
+    let (ok, failed, _) = load.stop().await?;
     assert_eq!(
         failed, 0,
         "requests failed during the rolling restart ({ok} answered)"
@@ -758,11 +776,7 @@ async fn a_100_mib_document_streams_both_ways_in_flat_memory() -> anyhow::Result
         s.flush().await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    proxy
-        .wait_backends(Duration::from_secs(10), "nothing in flight", |b| {
-            b.iter().all(|b| b.in_flight == 0)
-        })
-        .await?;
+    nothing_in_flight(&proxy).await?;
     let backends = proxy.backends().await?;
     assert!(backends.iter().all(|b| b.state == "up"), "{backends:#?}");
     Ok(())
@@ -788,11 +802,7 @@ async fn clients_that_go_away_or_say_nothing_hold_nothing() -> anyhow::Result<()
             .await;
         assert!(r.is_err(), "the client should have given up");
     }
-    proxy
-        .wait_backends(Duration::from_secs(10), "nothing counted in flight", |b| {
-            b.iter().all(|b| b.in_flight == 0)
-        })
-        .await?;
+    nothing_in_flight(&proxy).await?;
     assert!(proxy.backends().await?.iter().all(|b| b.state == "up"));
 
     // A connection that finishes its handshake and then says nothing is closed.
