@@ -31,7 +31,6 @@ mod health;
 mod listen;
 pub mod pages;
 pub mod retry;
-pub mod tls;
 
 pub use forward::{loggable_path, STICKY_COOKIE};
 
@@ -112,20 +111,6 @@ fn wanted_backends(config: &Config) -> Vec<(u32, std::net::SocketAddr)> {
         .collect()
 }
 
-fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let p = &config.proxy;
-    let files = p.tls_cert_file.as_deref().zip(p.tls_key_file.as_deref());
-    let generated = tls::Generated {
-        dir: oscarbox_config::ProxyConfig::tls_dir(&config.box_.state_dir),
-    };
-    let extra: Vec<String> = if p.listen_address.is_unspecified() {
-        Vec::new()
-    } else {
-        vec![p.listen_address.to_string()]
-    };
-    tls::server_config(files, &generated, &extra)
-}
-
 /// Runs the proxy until `shutdown`: binds its listeners, probes the instances, serves, and on
 /// shutdown stops accepting and lets requests in flight finish (up to `proxy.shutdown-grace`).
 /// SIGHUP re-reads `config_path` (when given): backends, timeouts and the certificate change
@@ -137,7 +122,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // The ring provider is the one compiled in; installing it is idempotent for our purposes.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = tls_config(&config).context("set up TLS")?;
+    let tls = oscarbox_tls::for_box(&config).context("set up TLS")?;
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.proxy.connect_timeout));
     connector.set_nodelay(true);
@@ -206,7 +191,7 @@ pub async fn run(
                 };
                 match oscarbox_config::load_or_default(Some(path)) {
                     Err(errors) => tracing::error!("failed to reload, keeping the running configuration:\n{errors}"),
-                    Ok(new) => match tls_config(&new) {
+                    Ok(new) => match oscarbox_tls::for_box(&new) {
                         Err(e) => tracing::error!("failed to reload TLS, keeping the running configuration: {e:#}"),
                         Ok(new_tls) => {
                             *shared.tls.write().expect("tls lock") = new_tls;

@@ -1,5 +1,6 @@
-//! The proxy's TLS: the certificate named in the config, or one generated on first start and
-//! kept; rustls offering TLS 1.3 and 1.2 only, with AEAD suites only.
+//! The box's TLS, shared by the proxy and the admin listener: the certificate named in the
+//! config, or one generated on first start and kept; rustls offering TLS 1.3 and 1.2 only, with
+//! AEAD suites only.
 //!
 //! The generated pair is a small local certificate authority (`tls/ca.crt`, the file a
 //! technician installs in the clinic's browsers once) and a server certificate it signs. A
@@ -47,6 +48,49 @@ impl Generated {
     fn names(&self) -> PathBuf {
         self.dir.join("proxy.names")
     }
+}
+
+/// The box's rustls server configuration (ALPN h2 and http/1.1): `proxy.tls-cert-file` and
+/// `proxy.tls-key-file` when set, else the generated pair in the state directory.
+pub fn for_box(config: &oscarbox_config::Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let p = &config.proxy;
+    let files = p.tls_cert_file.as_deref().zip(p.tls_key_file.as_deref());
+    let extra: Vec<String> = if p.listen_address.is_unspecified() {
+        Vec::new()
+    } else {
+        vec![p.listen_address.to_string()]
+    };
+    server_config(files, &generated(config), &extra)
+}
+
+/// Where the box keeps its generated certificate.
+pub fn generated(config: &oscarbox_config::Config) -> Generated {
+    Generated {
+        dir: oscarbox_config::ProxyConfig::tls_dir(&config.box_.state_dir),
+    }
+}
+
+/// The end of validity of the first certificate in the PEM file at `path`, in seconds since
+/// the Unix epoch: what the status reports as the certificate's expiry.
+pub fn not_after(path: &Path) -> anyhow::Result<u64> {
+    let pem = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let der = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .with_context(|| format!("{} holds no PEM certificate", path.display()))?
+        .with_context(|| format!("parse the PEM in {}", path.display()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .with_context(|| format!("parse the certificate in {}", path.display()))?;
+    u64::try_from(cert.validity().not_after.timestamp())
+        .with_context(|| format!("{} ends before 1970", path.display()))
+}
+
+/// The certificate file clients are shown: the configured one, or the generated one.
+pub fn served_cert(config: &oscarbox_config::Config) -> PathBuf {
+    config
+        .proxy
+        .tls_cert_file
+        .clone()
+        .unwrap_or_else(|| generated(config).cert())
 }
 
 /// The rustls server configuration: from `cert`/`key` when given, else from the generated
@@ -121,7 +165,17 @@ fn ca_params() -> anyhow::Result<CertificateParams> {
     Ok(params)
 }
 
+/// Creates or reissues the generated pair under an exclusive lock on the directory, because the
+/// proxy and the watchdog's admin listener may start at the same moment: without it each could
+/// make its own authority, and one would sign with a key whose certificate the other replaced.
 fn ensure_generated(g: &Generated, extra_names: &[String]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&g.dir).with_context(|| format!("create {}", g.dir.display()))?;
+    let lock_path = g.dir.join(".lock");
+    let lock_file = std::fs::File::create(&lock_path)
+        .with_context(|| format!("open {}", lock_path.display()))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("lock {}", lock_path.display()))?;
     let names = names(extra_names);
     let names_line = names.join(" ");
     let ca_key = match std::fs::read_to_string(g.ca_key()) {
@@ -200,6 +254,15 @@ mod tests {
             dir: dir.path().join("tls"),
         };
         server_config(None, &g, &[]).expect("generate");
+        let end = not_after(&g.cert()).expect("readable");
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        assert!(
+            (now + 390 * 86_400..now + 398 * 86_400).contains(&end),
+            "{end}"
+        );
         let ca = std::fs::read(g.ca_cert()).expect("ca");
         let leaf = std::fs::read(g.cert()).expect("leaf");
         server_config(None, &g, &[]).expect("reuse");
