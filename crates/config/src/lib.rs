@@ -7,14 +7,16 @@
 //! code. Relative paths resolve against the working directory of the process that loads them.
 
 mod error;
+pub mod fleet;
 mod raw;
 mod typed;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use raw::RawConfig;
 pub use typed::{
-    BackupConfig, BoxConfig, Config, DatabaseConfig, DbNode, EmrConfig, FaultInjection, Profile,
-    ProxyConfig, WatchdogConfig, WorkerKind,
+    AlertsConfig, BackupConfig, BoxConfig, Config, DatabaseConfig, DbNode, EmrConfig,
+    FaultInjection, HeartbeatConfig, HeartbeatStyle, Profile, ProxyConfig, StatusConfig,
+    WatchdogConfig, WorkerKind,
 };
 
 use std::path::Path;
@@ -60,7 +62,12 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
 
 /// Parses `text` into the raw stage only: defaults filled, nothing validated.
 pub fn parse_raw(file: &str, text: &str) -> Result<RawConfig, ConfigErrors> {
-    toml::from_str::<RawConfig>(text).map_err(|e| {
+    from_toml(file, text)
+}
+
+/// TOML into a raw stage `T`, a syntax or type error named by file, line and key.
+fn from_toml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, ConfigErrors> {
+    toml::from_str::<T>(text).map_err(|e| {
         let key = e
             .span()
             .and_then(|s| text.get(s))

@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub database: RawDatabase,
     pub proxy: RawProxy,
     pub backup: RawBackup,
+    pub status: RawStatus,
     pub alerts: RawAlerts,
 }
 
@@ -286,9 +287,58 @@ impl Default for RawBackup {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawStatus {
+    /// The admin listener (HTTPS, the box's certificate): `/health`, `/metrics` and the status
+    /// page. Loopback clients need no token; any other client must present it.
+    pub listen_address: String,
+    pub port: i64,
+    /// The bearer token for clients that are not on loopback; generated once (mode 0600).
+    /// Default `<state-dir>/secrets/status-token`.
+    pub token_file: Option<String>,
+    /// How often the box's status is gathered.
+    pub interval: String,
+}
+
+impl Default for RawStatus {
+    fn default() -> Self {
+        RawStatus {
+            listen_address: "127.0.0.1".into(),
+            port: 9443,
+            token_file: None,
+            interval: "5s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RawAlerts {
-    /// An HTTPS webhook that receives alerts; none by default.
+    /// An HTTPS webhook that receives alerts (JSON, POST); none by default.
     pub webhook_url: Option<String>,
+    /// A problem must last this long before it is sent (a restart that heals itself in
+    /// seconds wakes nobody).
+    pub pending: String,
+    /// A problem that lasts is sent again this often.
+    pub repeat_interval: String,
+    /// A push-monitor URL (Healthchecks.io, Uptime Kuma) pinged while the box runs, so that a
+    /// box that goes silent is noticed; none by default.
+    pub heartbeat_url: Option<String>,
+    pub heartbeat_interval: String,
+    /// `healthchecks` (POST; `/fail` when critical) or `uptime-kuma` (GET with `status=`).
+    pub heartbeat_style: String,
+}
+
+impl Default for RawAlerts {
+    fn default() -> Self {
+        RawAlerts {
+            webhook_url: None,
+            pending: "30s".into(),
+            repeat_interval: "4h".into(),
+            heartbeat_url: None,
+            heartbeat_interval: "60s".into(),
+            heartbeat_style: "healthchecks".into(),
+        }
+    }
 }

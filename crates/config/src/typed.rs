@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::raw::{
     RawAlerts, RawBackup, RawBox, RawConfig, RawDatabase, RawDbNode, RawEmr, RawFaultInjection,
-    RawProxy, RawWatchdog,
+    RawProxy, RawStatus, RawWatchdog,
 };
 
 /// Whether this is the real appliance or a developer's or test machine.
@@ -26,7 +26,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub proxy: ProxyConfig,
     pub backup: BackupConfig,
-    pub alert_webhook: Option<String>,
+    pub status: StatusConfig,
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +196,35 @@ pub struct BackupConfig {
     pub require_mount: bool,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusConfig {
+    pub listen: SocketAddr,
+    pub token_file: PathBuf,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    pub webhook_url: Option<String>,
+    pub pending: Duration,
+    pub repeat_interval: Duration,
+    pub heartbeat: Option<HeartbeatConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatConfig {
+    pub url: String,
+    pub interval: Duration,
+    pub style: HeartbeatStyle,
+}
+
+/// Which push monitor a heartbeat URL belongs to, which decides how "down" is said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatStyle {
+    Healthchecks,
+    UptimeKuma,
+}
+
 /// Collects errors with their key paths; lines are looked up once at the end.
 struct Checker<'a> {
     file: &'a str,
@@ -274,6 +304,26 @@ impl Checker<'_> {
         PathBuf::from(v)
     }
 
+    /// An alert or heartbeat URL: https, so that what it carries travels encrypted (a dev box
+    /// may use a local http receiver).
+    fn alert_url(&mut self, key: &str, url: Option<&str>, profile: Profile) {
+        let Some(url) = url else { return };
+        let plain_allowed = profile == Profile::Dev && url.starts_with("http://");
+        if !url.starts_with("https://") && !plain_allowed {
+            self.err(
+                key,
+                format!("expected an https:// URL so that alerts travel encrypted, found {url:?}"),
+            );
+        } else if url.len() < 12 || url.contains(char::is_whitespace) {
+            self.err(
+                key,
+                format!(
+                    "expected a URL such as \"https://hc.example.org/ping/UUID\", found {url:?}"
+                ),
+            );
+        }
+    }
+
     fn existing_file(&mut self, key: &str, v: &str) -> PathBuf {
         let p = self.path(key, v);
         match std::fs::metadata(&p) {
@@ -315,6 +365,7 @@ impl RawConfig {
             database,
             proxy,
             backup,
+            status,
             alerts,
         } = self;
 
@@ -732,17 +783,60 @@ impl RawConfig {
             require_mount,
         };
 
-        let RawAlerts { webhook_url } = alerts;
-        if let Some(url) = &webhook_url {
-            if !url.starts_with("https://") && profile != Profile::Dev {
-                c.err(
-                    "alerts.webhook-url",
-                    format!(
-                        "expected an https:// URL so that alerts travel encrypted, found {url:?}"
-                    ),
-                );
-            }
+        let RawStatus {
+            listen_address,
+            port,
+            token_file,
+            interval,
+        } = status;
+        let status = StatusConfig {
+            listen: SocketAddr::new(
+                c.ip("status.listen-address", &listen_address),
+                c.port("status.port", port),
+            ),
+            token_file: match token_file {
+                Some(f) => c.path("status.token-file", &f),
+                None => box_.state_dir.join("secrets").join("status-token"),
+            },
+            interval: c.duration("status.interval", &interval),
+        };
+
+        let RawAlerts {
+            webhook_url,
+            pending,
+            repeat_interval,
+            heartbeat_url,
+            heartbeat_interval,
+            heartbeat_style,
+        } = alerts;
+        for (key, url) in [
+            ("alerts.webhook-url", &webhook_url),
+            ("alerts.heartbeat-url", &heartbeat_url),
+        ] {
+            c.alert_url(key, url.as_deref(), profile);
         }
+        let style = match heartbeat_style.as_str() {
+            "healthchecks" => HeartbeatStyle::Healthchecks,
+            "uptime-kuma" => HeartbeatStyle::UptimeKuma,
+            other => {
+                c.err(
+                    "alerts.heartbeat-style",
+                    format!("expected \"healthchecks\" or \"uptime-kuma\", found {other:?}"),
+                );
+                HeartbeatStyle::Healthchecks
+            }
+        };
+        let heartbeat_interval = c.duration("alerts.heartbeat-interval", &heartbeat_interval);
+        let alerts = AlertsConfig {
+            webhook_url,
+            pending: c.duration("alerts.pending", &pending),
+            repeat_interval: c.duration("alerts.repeat-interval", &repeat_interval),
+            heartbeat: heartbeat_url.map(|url| HeartbeatConfig {
+                url,
+                interval: heartbeat_interval,
+                style,
+            }),
+        };
 
         // Ports the box itself binds must not collide. Only checked on otherwise valid values,
         // so that a placeholder for an invalid port never reports a collision of its own.
@@ -762,6 +856,7 @@ impl RawConfig {
         if let Some(p) = proxy.http_port {
             bound.push(("proxy.http-port".into(), p));
         }
+        bound.push(("status.port".into(), status.listen.port()));
         for (i, (what, port)) in bound.iter().enumerate().filter(|_| check_collisions) {
             if let Some((other, _)) = bound[..i].iter().find(|(_, p)| p == port) {
                 let key = if what.starts_with("emr instance") {
@@ -781,7 +876,8 @@ impl RawConfig {
                 database,
                 proxy,
                 backup,
-                alert_webhook: webhook_url,
+                status,
+                alerts,
             })
         } else {
             Err(ConfigErrors(c.errors))
@@ -791,7 +887,7 @@ impl RawConfig {
 
 /// The line of `key` (a dotted path with `[i]` indexes) in `text`: the line of the deepest part
 /// of the path that is written there, so a missing key points at its section.
-fn key_line(text: &str, key: &str) -> Option<usize> {
+pub(crate) fn key_line(text: &str, key: &str) -> Option<usize> {
     let doc = toml_edit::Document::parse(text).ok()?;
     let mut table: &dyn toml_edit::TableLike = doc.as_table();
     let mut span = None;
