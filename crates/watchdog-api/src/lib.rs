@@ -5,6 +5,13 @@
 
 use serde::{Deserialize, Serialize};
 
+mod box_status;
+
+pub use box_status::{
+    BackupStatus, BoxStatus, DatabaseStatus, DbNodeStatus, DrillSummary, FailoverSummary,
+    ProxyStatus, Reason, Severity, Space, SystemStatus, TlsStatus, Verdict,
+};
+
 /// The protocol version a watchdog speaks; a CLI refuses to guess at another.
 pub const VERSION: u32 = 1;
 
@@ -13,6 +20,8 @@ pub const VERSION: u32 = 1;
 pub enum Request {
     /// Every worker's state.
     Status,
+    /// The whole box: instances, proxy, database, backups, system, and the verdict.
+    BoxStatus,
     /// Restart the workers one at a time, each after its replacement is healthy.
     RestartWorkers,
 }
@@ -21,6 +30,7 @@ pub enum Request {
 #[serde(tag = "answer", rename_all = "kebab-case")]
 pub enum Answer {
     Status(Status),
+    BoxStatus(Box<BoxStatus>),
     /// The rolling restart finished; `restarted` instances were replaced.
     Restarted {
         restarted: Vec<u32>,

@@ -34,6 +34,12 @@ async fn answer(sup: &Supervisor, request: Request) -> Answer {
             box_name: sup.config.read().await.box_.name.clone(),
             workers: sup.statuses().await,
         }),
+        Request::BoxStatus => match sup.box_status.get() {
+            Some(rx) => Answer::BoxStatus(Box::new(rx.borrow().clone())),
+            None => Answer::Error {
+                message: "the box status is not running (see the watchdog's log)".into(),
+            },
+        },
         Request::RestartWorkers => rolling_restart(sup).await,
     }
 }

@@ -36,6 +36,9 @@ pub(crate) struct Supervisor {
     /// that such restarts happen one at a time, never all at once.
     pub restart_lane: tokio::sync::Mutex<()>,
     pub epoch: Instant,
+    /// The newest box status, once the status service runs.
+    pub box_status:
+        std::sync::OnceLock<tokio::sync::watch::Receiver<oscarbox_watchdog_api::BoxStatus>>,
     token: CancellationToken,
 }
 
@@ -197,6 +200,7 @@ pub async fn run(
         workers: tokio::sync::Mutex::new(BTreeMap::new()),
         restart_lane: tokio::sync::Mutex::new(()),
         epoch: Instant::now(),
+        box_status: std::sync::OnceLock::new(),
         token: token.clone(),
     });
     let listener = crate::control::bind(&config.watchdog.control_socket).with_context(|| {
@@ -215,6 +219,7 @@ pub async fn run(
     tasks.spawn(reload_on_sighup(Arc::clone(&sup), token.clone()));
     tasks.spawn(memory_guard(Arc::clone(&sup), token.clone()));
     sup.reconcile().await;
+    let status = start_status(&sup, &config, token.child_token()).await;
     tracing::info!(
         workers = config.emr.instances.get(),
         socket = %config.watchdog.control_socket.display(),
@@ -236,9 +241,43 @@ pub async fn run(
     }
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+    if let Some(status) = status {
+        let _ = tokio::task::spawn_blocking(move || status.join()).await;
+    }
     let _ = std::fs::remove_file(&config.watchdog.control_socket);
     tracing::info!("watchdog stopped");
     Ok(())
+}
+
+/// Starts the box's status (admin listener, alerts, heartbeats) on its own thread. A failure
+/// there is reported, not fatal: the instances are supervised without it.
+async fn start_status(
+    sup: &Arc<Supervisor>,
+    config: &Arc<Config>,
+    token: CancellationToken,
+) -> Option<oscarbox_status::Running> {
+    let for_status = Arc::clone(sup);
+    let workers: oscarbox_status::Workers = Arc::new(move || {
+        let sup = Arc::clone(&for_status);
+        Box::pin(async move { sup.statuses().await })
+    });
+    let config = Arc::clone(config);
+    let started =
+        tokio::task::spawn_blocking(move || oscarbox_status::start(config, workers, token)).await;
+    match started {
+        Ok(Ok(running)) => {
+            let _ = sup.box_status.set(running.status.clone());
+            Some(running)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(alert = true, "failed to start the box status (admin listener, alerts, heartbeats): {e:#}; the EMR instances are supervised without it");
+            None
+        }
+        Err(e) => {
+            tracing::error!(alert = true, "the box status failed to start: {e}");
+            None
+        }
+    }
 }
 
 /// READY=1 once a worker is healthy; WATCHDOG=1 only while every worker loop is turning; a

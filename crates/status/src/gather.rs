@@ -1,0 +1,249 @@
+//! Gathers the facts of a [`BoxStatus`]: the watchdog's instances (handed in), the proxy (its
+//! admin socket), the database (`SELECT 1` through the endpoint), the disks (`statvfs`, and
+//! whether the backup disk is really mounted), memory, CPU and load (`sysinfo`), and the
+//! certificate's end. Each source is asked with a timeout, so one that hangs shows as down
+//! instead of stalling the status.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mysql_async::prelude::Queryable as _;
+use oscarbox_config::Config;
+use oscarbox_watchdog_api::{
+    BackupStatus, BoxStatus, DatabaseStatus, DbNodeStatus, ProxyStatus, Space, SystemStatus,
+    TlsStatus, Verdict, WorkerStatus,
+};
+
+use crate::assess::{assess, Expect};
+
+/// How long one source may take to answer.
+const SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Keeps what must persist between two gatherings: CPU usage is a difference between two
+/// readings.
+#[derive(Debug)]
+pub struct Gatherer {
+    config: Arc<Config>,
+    system: sysinfo::System,
+}
+
+impl Gatherer {
+    pub fn new(config: Arc<Config>) -> Gatherer {
+        let mut system = sysinfo::System::new();
+        system.refresh_cpu_usage();
+        Gatherer { config, system }
+    }
+
+    /// The box now. `workers` is the watchdog's view of its instances, `None` when the watchdog
+    /// is not running (as when `oscarbox status` finds no watchdog to ask).
+    pub async fn gather(&mut self, workers: Option<Vec<WorkerStatus>>) -> BoxStatus {
+        let config = Arc::clone(&self.config);
+        let (proxy, database) = tokio::join!(proxy(&config), database(&config));
+        let mut status = BoxStatus {
+            version: oscarbox_watchdog_api::VERSION,
+            box_name: config.box_.name.clone(),
+            software_version: env!("CARGO_PKG_VERSION").to_owned(),
+            checked_at: unix_now(),
+            verdict: Verdict::Ok,
+            reasons: Vec::new(),
+            watchdog_running: workers.is_some(),
+            instances: workers.unwrap_or_default(),
+            proxy,
+            database,
+            backups: backups(&config),
+            system: self.system(&config),
+            tls: oscarbox_tls::not_after(&oscarbox_tls::served_cert(&config))
+                .ok()
+                .map(|not_after| TlsStatus { not_after }),
+        };
+        let expect = Expect {
+            instances: config.emr.instances.get(),
+            require_backup_mount: config.backup.require_mount,
+            backups_running: false,
+        };
+        let (verdict, reasons) = assess(&status, &expect, status.checked_at);
+        status.verdict = verdict;
+        status.reasons = reasons;
+        status
+    }
+
+    fn system(&mut self, config: &Config) -> SystemStatus {
+        self.system.refresh_memory();
+        self.system.refresh_cpu_usage();
+        let load = sysinfo::System::load_average();
+        SystemStatus {
+            disk: space(&config.box_.state_dir),
+            memory_total_bytes: self.system.total_memory(),
+            memory_available_bytes: self.system.available_memory(),
+            cpus: u32::try_from(self.system.cpus().len()).unwrap_or(u32::MAX),
+            cpu_usage_percent: f64::from(self.system.global_cpu_usage()),
+            load_average: [load.one, load.five, load.fifteen],
+            uptime_seconds: sysinfo::System::uptime(),
+        }
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn proxy(config: &Config) -> ProxyStatus {
+    let ask = oscarbox_proxy_api::client::ask(
+        &config.proxy.admin_socket,
+        &oscarbox_proxy_api::Request::Backends,
+    );
+    match tokio::time::timeout(SOURCE_TIMEOUT, ask).await {
+        Ok(Ok(oscarbox_proxy_api::Answer::Backends { backends, .. })) => ProxyStatus {
+            reachable: true,
+            backends_up: count(backends.iter().filter(|b| b.state == "up")),
+            backends: count(backends.iter()),
+        },
+        _ => ProxyStatus {
+            reachable: false,
+            backends_up: 0,
+            backends: 0,
+        },
+    }
+}
+
+fn count<T>(items: impl Iterator<Item = T>) -> u32 {
+    u32::try_from(items.count()).unwrap_or(u32::MAX)
+}
+
+/// Asks the endpoint the EMR uses, with the EMR's own account: what the clinic depends on.
+/// The answer names the node behind the endpoint and whether it takes writes.
+async fn database(config: &Config) -> DatabaseStatus {
+    let db = &config.database;
+    let mut nodes: Vec<DbNodeStatus> = db
+        .nodes
+        .iter()
+        .map(|n| DbNodeStatus {
+            name: n.name.clone(),
+            role: None,
+            reachable: None,
+            lag_seconds: None,
+            semi_sync: None,
+        })
+        .collect();
+    let answer = match std::fs::read_to_string(&db.app_password_file) {
+        Ok(password) => tokio::time::timeout(SOURCE_TIMEOUT, ask_endpoint(config, password.trim()))
+            .await
+            .ok()
+            .and_then(Result::ok),
+        Err(_) => None,
+    };
+    let Some(read_only) = answer else {
+        return DatabaseStatus {
+            endpoint_reachable: false,
+            writable: None,
+            nodes,
+            last_failover: None,
+        };
+    };
+    // Until the watchdog runs the pair, the endpoint is one node's own address.
+    if let Some(node) = db
+        .nodes
+        .iter()
+        .position(|n| n.port == db.endpoint.port())
+        .and_then(|i| nodes.get_mut(i))
+    {
+        node.reachable = Some(true);
+        node.role = Some(if read_only { "replica" } else { "primary" }.to_owned());
+    }
+    DatabaseStatus {
+        endpoint_reachable: true,
+        writable: Some(!read_only),
+        nodes,
+        last_failover: None,
+    }
+}
+
+async fn ask_endpoint(config: &Config, password: &str) -> Result<bool, mysql_async::Error> {
+    let db = &config.database;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(db.endpoint.ip().to_string())
+        .tcp_port(db.endpoint.port())
+        .user(Some(db.app_user.clone()))
+        .pass(Some(password.to_owned()))
+        .db_name(Some(db.name.clone()))
+        .prefer_socket(false);
+    let mut conn = mysql_async::Conn::new(opts).await?;
+    let read_only: Option<bool> = conn.query_first("SELECT @@global.read_only").await?;
+    let _ = conn.disconnect().await;
+    Ok(read_only.unwrap_or(true))
+}
+
+fn backups(config: &Config) -> BackupStatus {
+    let disk = &config.backup.disk;
+    let problem = match std::fs::metadata(disk) {
+        Err(_) => Some(format!("{} does not exist", disk.display())),
+        Ok(m) if !m.is_dir() => Some(format!("{} is not a directory", disk.display())),
+        Ok(_) if config.backup.require_mount && !is_mount_point(disk) => Some(format!(
+            "nothing is mounted at {}: the backup disk is unplugged or failed to mount",
+            disk.display()
+        )),
+        Ok(_) => None,
+    };
+    BackupStatus {
+        disk_present: problem.is_none(),
+        disk: problem.is_none().then(|| space(disk)).flatten(),
+        disk_problem: problem,
+        newest_database_age_seconds: None,
+        newest_documents_age_seconds: None,
+        last_drill: None,
+    }
+}
+
+/// A directory is a mount point when it is on another device than its parent, or is its
+/// parent (the root). Bind mounts of a directory on the same device are not seen, which is
+/// right here: the backup disk must be another device.
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(canonical) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let parent = canonical.parent().unwrap_or(&canonical);
+    match (std::fs::metadata(&canonical), std::fs::metadata(parent)) {
+        (Ok(me), Ok(up)) => me.dev() != up.dev() || me.ino() == up.ino(),
+        _ => false,
+    }
+}
+
+/// The file system holding `path`; `None` when it cannot be asked.
+pub fn space(path: &Path) -> Option<Space> {
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    // statvfs's field types differ between platforms; on 64-bit Linux all are u64 already.
+    let (fragment, blocks, available) = (st.fragment_size(), st.blocks(), st.blocks_available());
+    Some(Space {
+        path: path.display().to_string(),
+        total_bytes: blocks.saturating_mul(fragment),
+        available_bytes: available.saturating_mul(fragment),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_is_a_mount_point_and_a_plain_directory_is_not() {
+        assert!(is_mount_point(Path::new("/")));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plain = dir.path().join("plain");
+        std::fs::create_dir(&plain).expect("mkdir");
+        assert!(!is_mount_point(&plain));
+        assert!(!is_mount_point(&dir.path().join("missing")));
+    }
+
+    #[test]
+    fn space_is_read_and_sane() {
+        let s = space(Path::new("/")).expect("statvfs /");
+        assert!(
+            s.total_bytes > 0 && s.available_bytes <= s.total_bytes,
+            "{s:?}"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! The box's status for the people around it: one [`BoxStatus`] gathered every few seconds
+//! ([`gather`]), its verdict in plain words ([`assess`]), and what is made from it: the IETF
+//! health document ([`health`]), Prometheus metrics ([`metrics`]), the status page ([`page`]),
+//! webhook alerts ([`alert`]) and push heartbeats ([`heartbeat`]), served by the admin
+//! listener ([`listen`]) and sent by [`notify`].
+//!
+//! `alert`, `assess`, `health`, `heartbeat`, `metrics` and `page` are pure (a status in, text
+//! or decisions out) and tested with a fake clock; the I/O around them is the rest.
+//!
+//! The watchdog runs [`start`] on a thread and runtime of its own, so that a busy or stuck
+//! supervisor never silences the box's health, and the other way round.
+
+pub mod alert;
+pub mod assess;
+pub mod gather;
+pub mod health;
+pub mod heartbeat;
+pub mod listen;
+pub mod metrics;
+pub mod notify;
+pub mod page;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use oscarbox_config::Config;
+pub use oscarbox_watchdog_api::BoxStatus;
+use oscarbox_watchdog_api::WorkerStatus;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How the status asks the watchdog for its instances.
+pub type Workers =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<WorkerStatus>> + Send>> + Send + Sync>;
+
+/// The running status service.
+#[derive(Debug)]
+pub struct Running {
+    /// The newest status; the watchdog's control socket answers `box-status` from it.
+    pub status: watch::Receiver<BoxStatus>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits for the thread, after the token given to [`start`] was cancelled.
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// Starts gathering, the admin listener, alerts and heartbeats on a thread of their own. Fails
+/// (before anything runs) when the listener's port cannot be bound or the certificate or the
+/// token cannot be read or made.
+pub fn start(
+    config: Arc<Config>,
+    workers: Workers,
+    token: CancellationToken,
+) -> anyhow::Result<Running> {
+    let bearer: Arc<str> = ensure_token(&config.status.token_file)?.into();
+    let mut tls =
+        (*oscarbox_tls::for_box(&config).context("set up the admin listener's TLS")?).clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = Arc::new(tls);
+    let listener = std::net::TcpListener::bind(config.status.listen)
+        .with_context(|| format!("listen on {} (status.port)", config.status.listen))?;
+    listener
+        .set_nonblocking(true)
+        .context("make the admin listener non-blocking")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("build the status runtime")?;
+    let client = notify::client()?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("oscarbox-status".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let mut gatherer = gather::Gatherer::new(Arc::clone(&config));
+                let first = gatherer.gather(Some(workers().await)).await;
+                let (tx, rx) = watch::channel(first);
+                let _ = ready_tx.send(rx.clone());
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    tracing::error!("failed to register the admin listener with the runtime");
+                    return;
+                };
+                tracing::info!(address = %config.status.listen, "admin listener ready: /, /health, /metrics");
+                let tasks = tokio_util::task::TaskTracker::new();
+                tasks.spawn(listen::serve(listener, tls, bearer, rx.clone(), token.clone()));
+                tasks.spawn(notify::alerts(
+                    config.alerts.clone(),
+                    config.box_.name.clone(),
+                    client.clone(),
+                    rx.clone(),
+                    token.clone(),
+                ));
+                tasks.spawn(notify::heartbeats(
+                    config.alerts.clone(),
+                    client,
+                    rx,
+                    token.clone(),
+                ));
+                tasks.close();
+                let mut tick = tokio::time::interval(config.status.interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
+                    let status = gatherer.gather(Some(workers().await)).await;
+                    if status.verdict != tx.borrow().verdict {
+                        let reasons: Vec<&str> = status.reasons.iter().map(|r| r.id.as_str()).collect();
+                        tracing::info!(verdict = status.verdict.as_str(), ?reasons, "the box's status changed");
+                    }
+                    tx.send_replace(status);
+                }
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(3), tasks.wait()).await;
+            });
+        })
+        .context("start the status thread")?;
+    let status = ready_rx
+        .recv()
+        .context("the status thread ended before its first status")?;
+    Ok(Running { status, thread })
+}
+
+/// The status token: read, or made once (32 random bytes, hex, mode 0600).
+pub fn ensure_token(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
+        Ok(_) => anyhow::bail!(
+            "{} is empty; delete it and restart the watchdog to make a new status token",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token: String = (0..32)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect();
+            oscarbox_common::write_private(path, token.as_bytes())
+                .with_context(|| format!("write the status token to {}", path.display()))?;
+            Ok(token)
+        }
+        Err(e) => Err(e).with_context(|| format!("read the status token {}", path.display())),
+    }
+}
