@@ -1,10 +1,13 @@
-//! `oscarbox status` and `oscarbox workers restart`: clients of the watchdog's control socket.
+//! `oscarbox status [token]` and `oscarbox workers restart`: clients of the watchdog's control
+//! socket.
 
 use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use oscarbox_watchdog_api::{to_line, Answer, Request, Status, VERSION};
+use oscarbox_watchdog::control;
+use oscarbox_watchdog_api::{to_line, Answer, BoxStatus, Request, Space, Verdict, VERSION};
 
 fn ask(config: Option<&Path>, request: &Request) -> Result<Answer, ExitCode> {
     crate::service::ask(
@@ -16,26 +19,73 @@ fn ask(config: Option<&Path>, request: &Request) -> Result<Answer, ExitCode> {
     )
 }
 
-pub fn status(config: Option<&Path>, json: bool) -> ExitCode {
-    match ask(config, &Request::Status) {
-        Ok(Answer::Status(status)) => {
-            let mut out = std::io::stdout().lock();
-            if json {
-                let _ = write!(out, "{}", to_line(&status));
-            } else {
-                let _ = write!(out, "{}", table(&status));
-            }
-            if status.version != VERSION {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "note: the watchdog speaks control protocol {}, this oscarbox {VERSION}",
-                    status.version
-                );
-            }
+/// `oscarbox status`: the watchdog's box status, or, when the watchdog is not running, what
+/// can be gathered here (with the watchdog's absence as the first reason). Exit 0 when the box
+/// is ok, 1 when degraded, 2 when critical, so scripts and monitoring agents can use it.
+pub fn status(config_path: Option<&Path>, json: bool) -> ExitCode {
+    let config = match oscarbox_common::load_config(config_path) {
+        Ok(c) => Arc::new(c),
+        Err(code) => return code,
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return ExitCode::FAILURE;
+    };
+    let status = runtime.block_on(async {
+        let socket = &config.watchdog.control_socket;
+        if let Ok(Answer::BoxStatus(s)) = control::ask(socket, &Request::BoxStatus).await {
+            return *s;
+        }
+        // No watchdog, or one without its status service: gather what this process can see.
+        let workers = match control::ask(socket, &Request::Status).await {
+            Ok(Answer::Status(s)) => Some(s.workers),
+            _ => None,
+        };
+        let mut gatherer = oscarbox_status::gather::Gatherer::new(Arc::clone(&config));
+        gatherer.gather(workers).await
+    });
+    let mut out = std::io::stdout().lock();
+    let _ = if json {
+        write!(out, "{}", to_line(&status))
+    } else {
+        write!(out, "{}", table(&status))
+    };
+    if status.version != VERSION {
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: the watchdog speaks control protocol {}, this oscarbox {VERSION}",
+            status.version
+        );
+    }
+    ExitCode::from(match status.verdict {
+        Verdict::Ok => 0,
+        Verdict::Degraded => 1,
+        Verdict::Critical => 2,
+    })
+}
+
+/// `oscarbox status token`: the bearer token the admin listener wants from clients that are
+/// not on the box itself (a provider's Prometheus, `oscarbox fleet status`).
+pub fn token(config_path: Option<&Path>) -> ExitCode {
+    let config = match oscarbox_common::load_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match std::fs::read_to_string(&config.status.token_file) {
+        Ok(t) => {
+            let _ = writeln!(std::io::stdout(), "{}", t.trim());
             ExitCode::SUCCESS
         }
-        Ok(other) => unexpected(&other),
-        Err(code) => code,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "cannot read the status token {}: {e}; the watchdog makes it when it first starts (run as the box's user, or with sudo)",
+                config.status.token_file.display()
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -62,7 +112,7 @@ fn unexpected(answer: &Answer) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn human_duration(secs: u64) -> String {
+pub fn human_duration(secs: u64) -> String {
     match secs {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
@@ -71,27 +121,60 @@ fn human_duration(secs: u64) -> String {
     }
 }
 
-/// The people's view: one line per instance, the reason last so it can be long.
-pub fn table(status: &Status) -> String {
+pub fn gib(bytes: u64) -> String {
+    #[expect(clippy::cast_precision_loss, reason = "for people")]
+    let g = bytes as f64 / f64::from(1u32 << 30);
+    format!("{g:.1} GiB")
+}
+
+fn space_line(space: Option<&Space>) -> String {
+    space.map_or_else(
+        || "size unknown".to_owned(),
+        |s| {
+            format!(
+                "{:.0}% used, {} free of {}",
+                s.used_percent(),
+                gib(s.available_bytes),
+                gib(s.total_bytes)
+            )
+        },
+    )
+}
+
+/// The people's view: the verdict and its reasons first, then one section per part of the box.
+pub fn table(status: &BoxStatus) -> String {
     let healthy = status
-        .workers
+        .instances
         .iter()
         .filter(|w| w.state == "healthy")
         .count();
     let mut s = format!(
-        "OSCAR Box \"{}\": {healthy} of {} EMR instances healthy\n\n{:<9}{:<12}{:<9}{:<9}{:<10}{:<10}{:<9}{}\n",
+        "OSCAR Box \"{}\": {}: {healthy} of {} EMR instances healthy\nchecked {} (oscarbox {})\n",
         status.box_name,
-        status.workers.len(),
-        "INSTANCE",
-        "STATE",
-        "PID",
-        "UPTIME",
-        "RESTARTS",
-        "PROBE",
-        "RSS",
-        "WHY"
+        status.verdict.as_str().to_uppercase(),
+        status.instances.len(),
+        oscarbox_status::health::rfc3339(status.checked_at),
+        status.software_version,
     );
-    for w in &status.workers {
+    if !status.reasons.is_empty() {
+        s.push_str("\nWhat needs attention:\n");
+        for r in &status.reasons {
+            s.push_str(&format!(
+                "  [{}] {}\n      what to do: {}\n",
+                r.severity.as_str(),
+                r.what,
+                r.todo
+            ));
+        }
+    }
+    if !status.watchdog_running {
+        s.push_str("\nThe watchdog is not running: the EMR instances are not supervised.\n");
+    }
+    s.push_str(&format!(
+        "\n{:<9}{:<12}{:<9}{:<9}{:<10}{:<10}{:<9}{}\n",
+        "INSTANCE", "STATE", "PID", "UPTIME", "RESTARTS", "PROBE", "RSS", "WHY"
+    ));
+    for w in &status.instances {
         let dash = || "-".to_owned();
         s.push_str(&format!(
             "{:<9}{:<12}{:<9}{:<9}{:<10}{:<10}{:<9}{}\n",
@@ -105,6 +188,88 @@ pub fn table(status: &Status) -> String {
                 .map_or_else(dash, |b| format!("{}MB", b / (1024 * 1024))),
             w.why
         ));
+    }
+    let p = &status.proxy;
+    let proxy = if p.reachable {
+        format!(
+            "running, {} of {} instances in service",
+            p.backends_up, p.backends
+        )
+    } else {
+        "not answering on its admin socket".to_owned()
+    };
+    let d = &status.database;
+    let mut database = match (d.endpoint_reachable, d.writable) {
+        (false, _) => "not answering".to_owned(),
+        (true, Some(false)) => "answers, but is read-only".to_owned(),
+        (true, _) => "answers and takes writes".to_owned(),
+    };
+    for n in &d.nodes {
+        if let Some(role) = &n.role {
+            database.push_str(&format!("; {} {role}", n.name));
+        }
+        if let Some(lag) = n.lag_seconds {
+            database.push_str(&format!(" (lag {lag:.1}s)"));
+        }
+    }
+    let b = &status.backups;
+    let backup_disk = match &b.disk_problem {
+        Some(problem) => format!("MISSING: {problem}"),
+        None => space_line(b.disk.as_ref()),
+    };
+    let age = |a: Option<u64>| {
+        a.map_or_else(
+            || "none yet".to_owned(),
+            |a| format!("{} ago", human_duration(a)),
+        )
+    };
+    let sys = &status.system;
+    let tls = status.tls.as_ref().map_or_else(
+        || "certificate unreadable".to_owned(),
+        |t| {
+            let days = i128::from(t.not_after) - i128::from(status.checked_at);
+            format!(
+                "certificate valid until {} ({} days)",
+                oscarbox_status::health::rfc3339(t.not_after),
+                days / 86_400
+            )
+        },
+    );
+    for (name, line) in [
+        ("Proxy", proxy),
+        ("Database", database),
+        ("Backup disk", backup_disk),
+        (
+            "Backups",
+            format!(
+                "database {}, documents {}",
+                age(b.newest_database_age_seconds),
+                age(b.newest_documents_age_seconds)
+            ),
+        ),
+        ("System disk", space_line(sys.disk.as_ref())),
+        (
+            "Memory",
+            format!(
+                "{} available of {}",
+                gib(sys.memory_available_bytes),
+                gib(sys.memory_total_bytes)
+            ),
+        ),
+        (
+            "CPU",
+            format!(
+                "{:.0}% of {} cores; load {:.2} {:.2} {:.2}",
+                sys.cpu_usage_percent,
+                sys.cpus,
+                sys.load_average[0],
+                sys.load_average[1],
+                sys.load_average[2]
+            ),
+        ),
+        ("TLS", tls),
+    ] {
+        s.push_str(&format!("{name:<13}{line}\n"));
     }
     s
 }

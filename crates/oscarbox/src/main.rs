@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod check_config;
 mod control;
+mod fleet;
 mod proxy;
 mod service;
 mod up;
@@ -49,13 +50,22 @@ enum Command {
         #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
     },
-    /// Show every EMR instance: state, pid, uptime, restarts, last probe, and why.
+    /// Show the whole box: a verdict (ok, degraded, critical) with what to do, the EMR
+    /// instances, proxy, database, backups, disks, memory and certificate. Exits 0 when ok, 1
+    /// when degraded, 2 when critical.
     Status {
-        #[arg(long, value_name = "FILE")]
+        #[command(subcommand)]
+        action: Option<StatusAction>,
+        #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
         /// Print the status document as JSON, for tools.
         #[arg(long)]
         json: bool,
+    },
+    /// Watch many boxes, as a support provider does.
+    Fleet {
+        #[command(subcommand)]
+        action: FleetAction,
     },
     /// Act on the EMR instances.
     Workers {
@@ -86,6 +96,27 @@ enum ProxyAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum StatusAction {
+    /// Print the token the admin listener wants from clients off the box (a provider's
+    /// Prometheus, `oscarbox fleet status`).
+    Token,
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetAction {
+    /// Ask every box in FILE for its health, at once, and print one line per box. Exits 0 when
+    /// all are ok, 1 when any is degraded, 2 when any is critical or cannot be asked.
+    Status {
+        /// The fleet file: `version = 1` and a `[[box]]` table per box with name, url,
+        /// token-file and ca-file.
+        file: PathBuf,
+        /// Print JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum WorkersAction {
     /// Restart the instances one at a time, each after its replacement is healthy (upgrades).
     Restart,
@@ -108,7 +139,19 @@ fn main() -> ExitCode {
             }
             Some(ProxyAction::Enable { instance }) => proxy::enable(config.as_deref(), instance),
         },
-        Command::Status { config, json } => control::status(config.as_deref(), json),
+        Command::Status {
+            action: None,
+            config,
+            json,
+        } => control::status(config.as_deref(), json),
+        Command::Status {
+            action: Some(StatusAction::Token),
+            config,
+            ..
+        } => control::token(config.as_deref()),
+        Command::Fleet {
+            action: FleetAction::Status { file, json },
+        } => fleet::status(&file, json),
         Command::Workers {
             action: WorkersAction::Restart,
             config,

@@ -217,6 +217,10 @@ fn announce(config: &Config) {
             config.proxy.listen_address.to_string()
         };
         println!("  Open https://{host}:{port}/oscar/ws/  (SOAP services and their WSDLs)");
+        println!(
+            "  The box's status: https://localhost:{}/  (also /health and /metrics)",
+            config.status.listen.port()
+        );
         if config.proxy.tls_cert_file.is_none() {
             println!(
                 "  Its certificate is signed by this box's own authority: trust {} in the browser.",

@@ -155,9 +155,10 @@ async fn a_worker_that_exits_at_once_backs_off_then_fails_with_the_reason() -> a
         .arg(&cfg.path)
         .output()?;
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no instance serves: critical\n{table}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(table.contains("0 of 1 EMR instances healthy"), "{table}");

@@ -172,8 +172,10 @@ impl MariaDb {
         extra: &str,
     ) -> anyhow::Result<EmrConfig> {
         let base_port = free_ports(u16::try_from(instances).context("instance count")?);
-        let (https_port, http_port) = (free_port(), free_port());
+        let (https_port, http_port, status_port) = (free_port(), free_port(), free_port());
         let path = self.dir.path().join(format!("box-{base_port}.toml"));
+        let backup = self.dir.path().join("backup");
+        std::fs::create_dir_all(&backup).with_context(|| format!("create {}", backup.display()))?;
         let text = format!(
             r#"version = 1
 [box]
@@ -214,6 +216,10 @@ listen-address = "127.0.0.1"
 [backup]
 disk = "{backup}"
 require-mount = false
+
+[status]
+port = {status_port}
+interval = "1s"
 {extra}"#,
             state = self.dir.path().join("state").display(),
             docs = self.dir.path().join("documents").display(),
@@ -224,7 +230,7 @@ require-mount = false
             data = self.dir.path().join("data").display(),
             https = https_port,
             http = http_port,
-            backup = self.dir.path().join("backup").display(),
+            backup = backup.display(),
         );
         std::fs::File::create(&path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
@@ -234,6 +240,7 @@ require-mount = false
             base_port,
             https_port,
             http_port,
+            status_port,
             state_dir: self.dir.path().join("state"),
         })
     }
@@ -255,6 +262,8 @@ pub struct EmrConfig {
     /// The proxy's listeners.
     pub https_port: u16,
     pub http_port: u16,
+    /// The watchdog's admin listener (status page, `/health`, `/metrics`).
+    pub status_port: u16,
     pub state_dir: PathBuf,
 }
 
@@ -605,6 +614,20 @@ impl Watchdog {
         }
     }
 
+    /// The whole box's status, as `oscarbox status --json` shows it.
+    pub async fn box_status(&self) -> anyhow::Result<oscarbox_watchdog_api::BoxStatus> {
+        let request = oscarbox_watchdog_api::Request::BoxStatus;
+        match oscarbox_watchdog::control::ask(&self.socket, &request).await? {
+            oscarbox_watchdog_api::Answer::BoxStatus(s) => Ok(*s),
+            other => bail!("unexpected answer {other:?}"),
+        }
+    }
+
+    /// `https://localhost:PORT{path}` on the admin listener.
+    pub fn status_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.config.status_port)
+    }
+
     /// Polls the status until `ok` holds for it, returning that status.
     pub async fn wait_until(
         &self,
@@ -627,6 +650,17 @@ impl Watchdog {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A client that trusts only the box's generated authority (no system roots): for the proxy
+/// and the admin listener, which share the box's certificate.
+pub fn box_client(config: &EmrConfig, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    let pem = std::fs::read(config.state_dir.join("tls/ca.crt"))?;
+    Ok(reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
+        .timeout(timeout)
+        .build()?)
 }
 
 /// A running `oscarbox proxy` with its captured log.
@@ -687,12 +721,7 @@ impl Proxy {
 
     /// A client that trusts only the proxy's authority (no system roots).
     pub fn client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
-        let pem = std::fs::read(self.ca_cert())?;
-        Ok(reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
-            .timeout(timeout)
-            .build()?)
+        box_client(&self.config, timeout)
     }
 
     pub async fn ask(
