@@ -98,9 +98,9 @@ impl Collector for Snapshot {
             for (labels, v) in &f.series {
                 // An empty label set through `encode_family` would print `name{}`.
                 if labels.is_empty() {
-                    sample(&mut m, labels, *v)?;
+                    sample(&mut m, *v)?;
                 } else {
-                    sample(&mut m.encode_family(labels)?, labels, *v)?;
+                    sample(&mut m.encode_family(labels)?, *v)?;
                 }
             }
         }
@@ -108,7 +108,7 @@ impl Collector for Snapshot {
     }
 }
 
-fn sample(m: &mut MetricEncoder, labels: &Labels, v: Sample) -> Result<(), std::fmt::Error> {
+fn sample(m: &mut MetricEncoder, v: Sample) -> Result<(), std::fmt::Error> {
     match v {
         Sample::Int(v) => m.encode_gauge(&v),
         Sample::Float(v) => m.encode_gauge(&v),
