@@ -115,7 +115,11 @@ fn validate(raw: RawFleet, file: &str, text: &str, base: &Path) -> Result<Fleet,
                 format!("{name:?} is listed twice; give each box its own name"),
             );
         }
-        if !url.starts_with("https://") || url.len() <= "https://".len() {
+        let authority = url
+            .strip_prefix("https://")
+            .unwrap_or("")
+            .trim_end_matches('/');
+        if authority.is_empty() || authority.contains(['/', '?', '#']) {
             err(
                 format!("box[{i}].url"),
                 format!("expected the box's admin listener as https://HOST:PORT, found {url:?}"),
@@ -123,7 +127,17 @@ fn validate(raw: RawFleet, file: &str, text: &str, base: &Path) -> Result<Fleet,
         }
         let token = match token_file.as_deref().map(read) {
             None => None,
-            Some(Ok(t)) => Some(String::from_utf8_lossy(&t).trim().to_owned()),
+            Some(Ok(t)) if !String::from_utf8_lossy(&t).trim().is_empty() => {
+                Some(String::from_utf8_lossy(&t).trim().to_owned())
+            }
+            Some(Ok(_)) => {
+                err(
+                    format!("box[{i}].token-file"),
+                    "the file is empty; put what `oscarbox status token` prints on that box in it"
+                        .into(),
+                );
+                None
+            }
             Some(Err(e)) => {
                 err(format!("box[{i}].token-file"), e);
                 None

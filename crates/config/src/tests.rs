@@ -255,3 +255,44 @@ fn proxy_settings_are_typed_and_bounded() {
         assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
     }
 }
+
+#[test]
+fn status_and_alerts_are_typed_and_bounded() {
+    let c = parse(
+        "test.toml",
+        &format!(
+            "{MINIMAL}[status]\nport = 9444\ninterval = \"3s\"\n[alerts]\nheartbeat-url = \"http://127.0.0.1:9/ping\"\nheartbeat-style = \"uptime-kuma\"\n"
+        ),
+    )
+    .expect("valid");
+    assert_eq!(c.status.listen.port(), 9444);
+    assert_eq!(c.status.interval, Duration::from_secs(3));
+    let hb = c.alerts.heartbeat.expect("a heartbeat");
+    assert_eq!(hb.style, HeartbeatStyle::UptimeKuma);
+    assert_eq!(hb.interval, Duration::from_secs(60));
+
+    let e = errors(&format!(
+        "{MINIMAL}[status]\ninterval = \"10m\"\n[alerts]\nrepeat-interval = \"1s\"\nheartbeat-style = \"pager\"\n"
+    ));
+    assert!(
+        e.contains("test.toml:9: status.interval: expected from 1s to 5m"),
+        "{e}"
+    );
+    assert!(
+        e.contains("alerts.repeat-interval: expected from 1m to 7days"),
+        "{e}"
+    );
+    assert!(
+        e.contains("alerts.heartbeat-style: expected \"healthchecks\" or \"uptime-kuma\""),
+        "{e}"
+    );
+
+    let appliance = MINIMAL.replace("profile = \"dev\"", "profile = \"appliance\"");
+    let e = errors(&format!(
+        "{appliance}[backup]\ndisk = \"/srv/backup\"\n[alerts]\nwebhook-url = \"http://alerts.example.org/hook\"\n"
+    ));
+    assert!(
+        e.contains("alerts.webhook-url: expected an https:// URL"),
+        "{e}"
+    );
+}

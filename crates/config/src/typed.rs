@@ -225,6 +225,10 @@ pub enum HeartbeatStyle {
     UptimeKuma,
 }
 
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(86_400);
+
 /// Collects errors with their key paths; lines are looked up once at the end.
 struct Checker<'a> {
     file: &'a str,
@@ -283,6 +287,24 @@ impl Checker<'_> {
                 Duration::from_secs(1)
             }
         }
+    }
+
+    /// A duration from `min` to `max`: for loops where a tiny value would hammer something and
+    /// a huge one would overflow a timer or mean "never".
+    fn duration_within(&mut self, key: &str, v: &str, min: Duration, max: Duration) -> Duration {
+        let d = self.duration(key, v);
+        if d < min || d > max {
+            self.err(
+                key,
+                format!(
+                    "expected from {} to {}, found {v:?}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                ),
+            );
+            return min;
+        }
+        d
     }
 
     fn ip(&mut self, key: &str, v: &str) -> IpAddr {
@@ -798,7 +820,7 @@ impl RawConfig {
                 Some(f) => c.path("status.token-file", &f),
                 None => box_.state_dir.join("secrets").join("status-token"),
             },
-            interval: c.duration("status.interval", &interval),
+            interval: c.duration_within("status.interval", &interval, SECOND, 5 * MINUTE),
         };
 
         let RawAlerts {
@@ -826,11 +848,21 @@ impl RawConfig {
                 HeartbeatStyle::Healthchecks
             }
         };
-        let heartbeat_interval = c.duration("alerts.heartbeat-interval", &heartbeat_interval);
+        let heartbeat_interval = c.duration_within(
+            "alerts.heartbeat-interval",
+            &heartbeat_interval,
+            SECOND,
+            DAY,
+        );
         let alerts = AlertsConfig {
             webhook_url,
-            pending: c.duration("alerts.pending", &pending),
-            repeat_interval: c.duration("alerts.repeat-interval", &repeat_interval),
+            pending: c.duration_within("alerts.pending", &pending, SECOND, 60 * MINUTE),
+            repeat_interval: c.duration_within(
+                "alerts.repeat-interval",
+                &repeat_interval,
+                MINUTE,
+                7 * DAY,
+            ),
             heartbeat: heartbeat_url.map(|url| HeartbeatConfig {
                 url,
                 interval: heartbeat_interval,

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use oscarbox_watchdog::control;
+use oscarbox_status::assess;
+use oscarbox_watchdog::control::{self, AskError};
 use oscarbox_watchdog_api::{to_line, Answer, BoxStatus, Request, Space, Verdict, VERSION};
 
 fn ask(config: Option<&Path>, request: &Request) -> Result<Answer, ExitCode> {
@@ -35,17 +36,40 @@ pub fn status(config_path: Option<&Path>, json: bool) -> ExitCode {
     };
     let status = runtime.block_on(async {
         let socket = &config.watchdog.control_socket;
-        if let Ok(Answer::BoxStatus(s)) = control::ask(socket, &Request::BoxStatus).await {
-            return *s;
-        }
-        // No watchdog, or one without its status service: gather what this process can see.
-        let workers = match control::ask(socket, &Request::Status).await {
-            Ok(Answer::Status(s)) => Some(s.workers),
-            _ => None,
+        let workers = match control::ask(socket, &Request::BoxStatus).await {
+            Ok(Answer::BoxStatus(s)) => return Ok(*s),
+            // A watchdog whose status service failed to start still knows its instances.
+            Ok(_) => match control::ask(socket, &Request::Status).await {
+                Ok(Answer::Status(s)) => Some(s.workers),
+                _ => None,
+            },
+            Err(AskError::Unreachable { cause, .. })
+                if cause.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                return Err(format!(
+                    "cannot read the watchdog's control socket {}: permission denied; run `sudo oscarbox status`",
+                    socket.display()
+                ));
+            }
+            Err(e @ AskError::Unreachable { .. }) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "note: the watchdog does not answer ({e}); showing what this command can see"
+                );
+                None
+            }
+            Err(e) => return Err(e.to_string()),
         };
-        let mut gatherer = oscarbox_status::gather::Gatherer::new(Arc::clone(&config));
-        gatherer.gather(workers).await
+        let mut gatherer = oscarbox_status::gather::Gatherer::default();
+        Ok(gatherer.gather(&config, workers).await)
     });
+    let status = match status {
+        Ok(s) => s,
+        Err(message) => {
+            let _ = writeln!(std::io::stderr(), "{message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut out = std::io::stdout().lock();
     let _ = if json {
         write!(out, "{}", to_line(&status))
@@ -112,30 +136,15 @@ fn unexpected(answer: &Answer) -> ExitCode {
     ExitCode::FAILURE
 }
 
-pub fn human_duration(secs: u64) -> String {
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
-        s if s < 86_400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-        s => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
-    }
-}
-
-pub fn gib(bytes: u64) -> String {
-    #[expect(clippy::cast_precision_loss, reason = "for people")]
-    let g = bytes as f64 / f64::from(1u32 << 30);
-    format!("{g:.1} GiB")
-}
-
 fn space_line(space: Option<&Space>) -> String {
     space.map_or_else(
         || "size unknown".to_owned(),
         |s| {
             format!(
-                "{:.0}% used, {} free of {}",
-                s.used_percent(),
-                gib(s.available_bytes),
-                gib(s.total_bytes)
+                "{} used, {} free of {}",
+                assess::percent(s.used_percent()),
+                assess::bytes(s.available_bytes),
+                assess::bytes(s.total_bytes)
             )
         },
     )
@@ -181,7 +190,7 @@ pub fn table(status: &BoxStatus) -> String {
             w.instance,
             w.state,
             w.pid.map_or_else(dash, |p| p.to_string()),
-            w.uptime_seconds.map_or_else(dash, human_duration),
+            w.uptime_seconds.map_or_else(dash, assess::duration),
             w.restarts,
             w.last_probe_ms.map_or_else(dash, |ms| format!("{ms:.1}ms")),
             w.rss_bytes
@@ -199,11 +208,7 @@ pub fn table(status: &BoxStatus) -> String {
         "not answering on its admin socket".to_owned()
     };
     let d = &status.database;
-    let mut database = match (d.endpoint_reachable, d.writable) {
-        (false, _) => "not answering".to_owned(),
-        (true, Some(false)) => "answers, but is read-only".to_owned(),
-        (true, _) => "answers and takes writes".to_owned(),
-    };
+    let mut database = d.summary().to_owned();
     for n in &d.nodes {
         if let Some(role) = &n.role {
             database.push_str(&format!("; {} {role}", n.name));
@@ -220,18 +225,17 @@ pub fn table(status: &BoxStatus) -> String {
     let age = |a: Option<u64>| {
         a.map_or_else(
             || "none yet".to_owned(),
-            |a| format!("{} ago", human_duration(a)),
+            |a| format!("{} ago", assess::duration(a)),
         )
     };
     let sys = &status.system;
     let tls = status.tls.as_ref().map_or_else(
         || "certificate unreadable".to_owned(),
         |t| {
-            let days = i128::from(t.not_after) - i128::from(status.checked_at);
             format!(
-                "certificate valid until {} ({} days)",
+                "certificate valid until {} ({} days left)",
                 oscarbox_status::health::rfc3339(t.not_after),
-                days / 86_400
+                t.days_left(status.checked_at)
             )
         },
     );
@@ -252,8 +256,8 @@ pub fn table(status: &BoxStatus) -> String {
             "Memory",
             format!(
                 "{} available of {}",
-                gib(sys.memory_available_bytes),
-                gib(sys.memory_total_bytes)
+                assess::bytes(sys.memory_available_bytes),
+                assess::bytes(sys.memory_total_bytes)
             ),
         ),
         (

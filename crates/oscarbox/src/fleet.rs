@@ -5,6 +5,7 @@
 use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use oscarbox_config::fleet::FleetBox;
@@ -12,6 +13,10 @@ use oscarbox_watchdog_api::{BoxStatus, Verdict};
 
 /// How long one box may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Boxes asked at once: enough for a large fleet in seconds, few enough for any file limit.
+const CONCURRENCY: usize = 32;
+/// A health document is a few KiB; anything far larger is not one.
+const MAX_DOCUMENT: usize = 1 << 20;
 
 /// One box's answer.
 #[derive(Debug)]
@@ -37,16 +42,26 @@ pub fn status(file: &Path, json: bool) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let polled: Vec<Polled> = runtime.block_on(async {
+        let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         let tasks: Vec<_> = fleet
             .boxes
             .into_iter()
-            .map(|b| tokio::spawn(poll(b)))
+            .map(|b| {
+                let slots = Arc::clone(&slots);
+                let name = b.name.clone();
+                let task = tokio::spawn(async move {
+                    let _slot = slots.acquire_owned().await;
+                    poll(b).await
+                });
+                (name, task)
+            })
             .collect();
         let mut polled = Vec::new();
-        for t in tasks {
-            if let Ok(p) = t.await {
-                polled.push(p);
-            }
+        for (name, task) in tasks {
+            polled.push(task.await.unwrap_or_else(|e| Polled {
+                name,
+                result: Err(format!("could not be asked: {e}")),
+            }));
         }
         polled
     });
@@ -100,28 +115,32 @@ async fn fetch(b: &FleetBox) -> Result<BoxStatus, String> {
     if let Some(token) = &b.token {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.map_err(|e| {
-        let kind = if e.is_timeout() {
-            "no answer in time"
-        } else if e.is_connect() {
-            "cannot connect (is the box on, and is its admin listener reachable?)"
-        } else {
-            "request failed"
-        };
-        match std::error::Error::source(&e) {
-            Some(s) => format!("{kind}: {s}"),
-            None => kind.to_owned(),
-        }
-    })?;
+    let mut response = request
+        .send()
+        .await
+        .map_err(|e| oscarbox_status::notify::describe(&e))?;
     let code = response.status();
     if code == reqwest::StatusCode::UNAUTHORIZED {
-        return Err("the box refused the token (check token-file against `oscarbox status token` on the box)".into());
+        return Err(match b.token {
+            Some(_) => "the box refused the token (check token-file against `oscarbox status token` on the box)".into(),
+            None => "the box wants its status token: add token-file for it".into(),
+        });
     }
     // A failing box answers 503 with its document: that is a verdict, not an error.
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("the answer broke off: {e}"))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        format!(
+            "the answer broke off: {}",
+            oscarbox_status::notify::describe(&e)
+        )
+    })? {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(format!(
+                "answered {code} with more than 1 MiB: not a health document"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
     let doc: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|_| format!("answered {code} without a health document"))?;
     let model = doc
@@ -149,11 +168,7 @@ pub fn table(polled: &[Polled]) -> String {
             Err(e) => s.push_str(&format!("{:<20}{:<10}{e}\n", p.name, "UNKNOWN")),
             Ok(st) => {
                 let healthy = st.instances.iter().filter(|w| w.state == "healthy").count();
-                let database = match (st.database.endpoint_reachable, st.database.writable) {
-                    (false, _) => "down",
-                    (true, Some(false)) => "read-only",
-                    (true, _) => "ok",
-                };
+                let database = st.database.summary();
                 let backup = if st.backups.disk_present {
                     st.backups.disk.as_ref().map_or_else(
                         || "present".into(),
@@ -169,12 +184,7 @@ pub fn table(polled: &[Polled]) -> String {
                     .map_or_else(|| "-".into(), |d| format!("{:.0}%", d.used_percent()));
                 let cert = st.tls.as_ref().map_or_else(
                     || "-".into(),
-                    |t| {
-                        format!(
-                            "{}d",
-                            (i128::from(t.not_after) - i128::from(st.checked_at)) / 86_400
-                        )
-                    },
+                    |t| format!("{}d", t.days_left(st.checked_at)),
                 );
                 let why: Vec<&str> = st.reasons.iter().map(|r| r.what.as_str()).collect();
                 s.push_str(&format!(

@@ -396,7 +396,7 @@ url = "https://localhost:{closed}"
         line("wrong-token").contains("refused the token"),
         "{fleet_table}"
     );
-    assert!(line("gone").contains("cannot connect"), "{fleet_table}");
+    assert!(line("gone").contains("could not connect"), "{fleet_table}");
 
     // Without the watchdog, `oscarbox status` still reports, and says so first.
     wd.signal(nix::sys::signal::Signal::SIGTERM);

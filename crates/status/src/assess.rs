@@ -170,8 +170,16 @@ fn watchdog_and_instances(s: &BoxStatus, expect: &Expect, f: &mut Found) {
         .iter()
         .filter(|&&n| state(n) == Some("healthy"))
         .count();
+    // A box starting up (every instance healthy or still starting, within the watchdog's
+    // startup budget) is not an emergency: paging someone at every boot would teach people
+    // to ignore pages. A start that does not finish becomes failed or restarting, and critical.
+    let starting_up = numbers
+        .iter()
+        .all(|&n| matches!(state(n), Some("healthy" | "starting")));
     let (severity, others) = if healthy > 0 {
         (Severity::Warning, " The others keep OSCAR working.")
+    } else if starting_up {
+        (Severity::Warning, "")
     } else {
         (Severity::Critical, "")
     };
@@ -204,7 +212,16 @@ fn watchdog_and_instances(s: &BoxStatus, expect: &Expect, f: &mut Found) {
         f.add(id::EMR_INSTANCE_DOWN, severity, "emr", what, todo)
             .instance = Some(n);
     }
-    if healthy == 0 {
+    if healthy == 0 && starting_up {
+        f.add(
+            id::EMR_NONE_HEALTHY,
+            Severity::Warning,
+            "emr",
+            format!("OSCAR is starting up: none of its {total} servers is ready yet."),
+            "Wait a few minutes. If OSCAR is still not working after 10 minutes, call your \
+             support provider.",
+        );
+    } else if healthy == 0 {
         f.add(
             id::EMR_NONE_HEALTHY,
             Severity::Critical,
@@ -252,8 +269,8 @@ fn database(s: &BoxStatus, f: &mut Found) {
             Severity::Critical,
             "database",
             "OSCAR's database is not answering, so nobody can open or save charts.".into(),
-            "Nothing yet: the box tries to recover it by itself. If this lasts more than 5 \
-             minutes, call your support provider.",
+            "If this lasts more than 5 minutes, restart the box, then call your support \
+             provider.",
         );
     } else if db.writable == Some(false) {
         f.add(
@@ -517,12 +534,12 @@ fn whole_seconds(secs: f64) -> u64 {
 
 /// A share as staff read it: whole percent, rounded down so a threshold is never shown as
 /// crossed before it is (90% full means at least 90%).
-pub(crate) fn percent(p: f64) -> String {
+pub fn percent(p: f64) -> String {
     format!("{}%", p.clamp(0.0, 100.0).floor())
 }
 
 /// A size in GiB with one decimal, or MiB below one GiB.
-pub(crate) fn bytes(n: u64) -> String {
+pub fn bytes(n: u64) -> String {
     #[expect(clippy::cast_precision_loss, reason = "a size for reading")]
     let n = n as f64;
     let gib = n / f64::from(1u32 << 30);
@@ -535,7 +552,7 @@ pub(crate) fn bytes(n: u64) -> String {
 
 /// A length of time in the one unit that reads naturally: "45 seconds", "12 minutes",
 /// "5 hours", "3 days" (rounded down).
-pub(crate) fn duration(secs: u64) -> String {
+pub fn duration(secs: u64) -> String {
     let (n, unit) = match secs {
         s if s < 2 * MINUTE => (s, "second"),
         s if s < 2 * HOUR => (s / MINUTE, "minute"),
@@ -680,6 +697,19 @@ mod tests {
             .into_iter()
             .find(|r| r.key() == key)
             .unwrap_or_else(|| panic!("no reason {key}"))
+    }
+
+    #[test]
+    fn a_box_starting_up_is_degraded_until_a_start_fails() {
+        let mut s = fine();
+        s.instances = vec![worker(1, "starting"), worker(2, "starting")];
+        let (verdict, reasons) = run(&s);
+        assert_eq!(verdict, Verdict::Degraded, "{reasons:#?}");
+        assert!(reasons
+            .iter()
+            .any(|r| r.id == id::EMR_NONE_HEALTHY && r.what.contains("starting up")));
+        s.instances = vec![worker(1, "starting"), worker(2, "failed")];
+        assert_eq!(run(&s).0, Verdict::Critical);
     }
 
     #[test]

@@ -25,22 +25,28 @@ const SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
 /// readings.
 #[derive(Debug)]
 pub struct Gatherer {
-    config: Arc<Config>,
     system: sysinfo::System,
 }
 
-impl Gatherer {
-    pub fn new(config: Arc<Config>) -> Gatherer {
+impl Default for Gatherer {
+    fn default() -> Self {
         let mut system = sysinfo::System::new();
         system.refresh_cpu_usage();
-        Gatherer { config, system }
+        Gatherer { system }
     }
+}
 
-    /// The box now. `workers` is the watchdog's view of its instances, `None` when the watchdog
-    /// is not running (as when `oscarbox status` finds no watchdog to ask).
-    pub async fn gather(&mut self, workers: Option<Vec<WorkerStatus>>) -> BoxStatus {
-        let config = Arc::clone(&self.config);
-        let (proxy, database) = tokio::join!(proxy(&config), database(&config));
+impl Gatherer {
+    /// The box now, under `config` (the watchdog's current one: SIGHUP may have changed it).
+    /// `workers` is the watchdog's view of its instances, `None` when the watchdog is not
+    /// running or does not answer (as when `oscarbox status` finds no watchdog to ask).
+    pub async fn gather(
+        &mut self,
+        config: &Arc<Config>,
+        workers: Option<Vec<WorkerStatus>>,
+    ) -> BoxStatus {
+        let (proxy, database, disks) = tokio::join!(proxy(config), database(config), disks(config));
+        let (backups, system_disk) = disks;
         let mut status = BoxStatus {
             version: oscarbox_watchdog_api::VERSION,
             box_name: config.box_.name.clone(),
@@ -52,29 +58,23 @@ impl Gatherer {
             instances: workers.unwrap_or_default(),
             proxy,
             database,
-            backups: backups(&config),
-            system: self.system(&config),
-            tls: oscarbox_tls::not_after(&oscarbox_tls::served_cert(&config))
+            backups,
+            system: self.system(system_disk),
+            tls: oscarbox_tls::not_after(&oscarbox_tls::served_cert(config))
                 .ok()
                 .map(|not_after| TlsStatus { not_after }),
         };
-        let expect = Expect {
-            instances: config.emr.instances.get(),
-            require_backup_mount: config.backup.require_mount,
-            backups_running: false,
-        };
-        let (verdict, reasons) = assess(&status, &expect, status.checked_at);
-        status.verdict = verdict;
-        status.reasons = reasons;
+        let now = status.checked_at;
+        reassess(&mut status, config, now);
         status
     }
 
-    fn system(&mut self, config: &Config) -> SystemStatus {
+    fn system(&mut self, disk: Option<Space>) -> SystemStatus {
         self.system.refresh_memory();
         self.system.refresh_cpu_usage();
         let load = sysinfo::System::load_average();
         SystemStatus {
-            disk: space(&config.box_.state_dir),
+            disk,
             memory_total_bytes: self.system.total_memory(),
             memory_available_bytes: self.system.available_memory(),
             cpus: u32::try_from(self.system.cpus().len()).unwrap_or(u32::MAX),
@@ -83,6 +83,32 @@ impl Gatherer {
             uptime_seconds: sysinfo::System::uptime(),
         }
     }
+}
+
+/// Replaces the instances in `status` with the watchdog's view now and assesses it again: the
+/// control socket answers `oscarbox status` this way, so a person sees the instances as they
+/// are, not as they were at the last gathering. It is judged at the present moment, so a
+/// status service that stopped gathering shows as stale.
+pub fn with_instances(
+    mut status: BoxStatus,
+    workers: Vec<WorkerStatus>,
+    config: &Config,
+) -> BoxStatus {
+    status.instances = workers;
+    status.watchdog_running = true;
+    reassess(&mut status, config, unix_now());
+    status
+}
+
+fn reassess(status: &mut BoxStatus, config: &Config, now: u64) {
+    let expect = Expect {
+        instances: config.emr.instances.get(),
+        require_backup_mount: config.backup.require_mount,
+        backups_running: false,
+    };
+    let (verdict, reasons) = assess(status, &expect, now);
+    status.verdict = verdict;
+    status.reasons = reasons;
 }
 
 pub fn unix_now() -> u64 {
@@ -177,12 +203,42 @@ async fn ask_endpoint(config: &Config, password: &str) -> Result<bool, mysql_asy
     Ok(read_only.unwrap_or(true))
 }
 
-fn backups(config: &Config) -> BackupStatus {
-    let disk = &config.backup.disk;
+/// The backup disk and the system disk, asked on the blocking pool with a timeout: a hung disk
+/// (a failing USB drive, a dead network mount) blocks `stat` and `statvfs` for minutes, and must
+/// not freeze the status with it.
+async fn disks(config: &Config) -> (BackupStatus, Option<Space>) {
+    let (backup, require_mount, state_dir) = (
+        config.backup.disk.clone(),
+        config.backup.require_mount,
+        config.box_.state_dir.clone(),
+    );
+    let blocking =
+        tokio::task::spawn_blocking(move || (backups(&backup, require_mount), space(&state_dir)));
+    match tokio::time::timeout(SOURCE_TIMEOUT, blocking).await {
+        Ok(Ok(found)) => found,
+        _ => {
+            let problem = format!(
+                "{} does not answer: the disk may be failing",
+                config.backup.disk.display()
+            );
+            let backups = BackupStatus {
+                disk_present: false,
+                disk_problem: Some(problem),
+                disk: None,
+                newest_database_age_seconds: None,
+                newest_documents_age_seconds: None,
+                last_drill: None,
+            };
+            (backups, None)
+        }
+    }
+}
+
+fn backups(disk: &Path, require_mount: bool) -> BackupStatus {
     let problem = match std::fs::metadata(disk) {
         Err(_) => Some(format!("{} does not exist", disk.display())),
         Ok(m) if !m.is_dir() => Some(format!("{} is not a directory", disk.display())),
-        Ok(_) if config.backup.require_mount && !is_mount_point(disk) => Some(format!(
+        Ok(_) if require_mount && !is_mount_point(disk) => Some(format!(
             "nothing is mounted at {}: the backup disk is unplugged or failed to mount",
             disk.display()
         )),

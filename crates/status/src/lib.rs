@@ -32,9 +32,29 @@ use oscarbox_watchdog_api::WorkerStatus;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// How the status asks the watchdog for its instances.
-pub type Workers =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<WorkerStatus>> + Send>> + Send + Sync>;
+/// How the status asks the watchdog for its current configuration and its instances.
+pub type Workers = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = (Arc<Config>, Vec<WorkerStatus>)> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// How long the watchdog may take to say what its instances do; one that takes longer is
+/// reported as not answering (a stuck supervisor must show, not freeze the status).
+const WORKERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One gathering under the watchdog's current configuration (or `fallback` when the watchdog
+/// does not answer in time).
+async fn gather_once(
+    gatherer: &mut gather::Gatherer,
+    workers: &Workers,
+    fallback: &Arc<Config>,
+) -> BoxStatus {
+    match tokio::time::timeout(WORKERS_TIMEOUT, workers()).await {
+        Ok((config, instances)) => gatherer.gather(&config, Some(instances)).await,
+        Err(_) => gatherer.gather(fallback, None).await,
+    }
+}
 
 /// The running status service.
 #[derive(Debug)]
@@ -79,8 +99,8 @@ pub fn start(
         .name("oscarbox-status".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let mut gatherer = gather::Gatherer::new(Arc::clone(&config));
-                let first = gatherer.gather(Some(workers().await)).await;
+                let mut gatherer = gather::Gatherer::default();
+                let first = gather_once(&mut gatherer, &workers, &config).await;
                 let (tx, rx) = watch::channel(first);
                 let _ = ready_tx.send(rx.clone());
                 let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
@@ -112,7 +132,10 @@ pub fn start(
                         () = token.cancelled() => break,
                         _ = tick.tick() => {}
                     }
-                    let status = gatherer.gather(Some(workers().await)).await;
+                    let status = tokio::select! {
+                        () = token.cancelled() => break,
+                        s = gather_once(&mut gatherer, &workers, &config) => s,
+                    };
                     if status.verdict != tx.borrow().verdict {
                         let reasons: Vec<&str> = status.reasons.iter().map(|r| r.id.as_str()).collect();
                         tracing::info!(verdict = status.verdict.as_str(), ?reasons, "the box's status changed");
@@ -121,6 +144,8 @@ pub fn start(
                 }
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(3), tasks.wait()).await;
             });
+            // A disk check stuck in the kernel must not hold the watchdog's exit.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         })
         .context("start the status thread")?;
     let status = ready_rx
@@ -141,9 +166,18 @@ pub fn ensure_token(path: &Path) -> anyhow::Result<String> {
             let token: String = (0..32)
                 .map(|_| format!("{:02x}", rand::random::<u8>()))
                 .collect();
-            oscarbox_common::write_private(path, token.as_bytes())
-                .with_context(|| format!("write the status token to {}", path.display()))?;
-            Ok(token)
+            // Written aside, then linked into place, which fails if another process made it
+            // first: then both use that one, never two different tokens.
+            let aside = path.with_file_name(format!(".status-token-{}", std::process::id()));
+            oscarbox_common::write_private(&aside, token.as_bytes())
+                .with_context(|| format!("write the status token to {}", aside.display()))?;
+            let linked = std::fs::hard_link(&aside, path);
+            let _ = std::fs::remove_file(&aside);
+            match linked {
+                Ok(()) => Ok(token),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => ensure_token(path),
+                Err(e) => Err(e).with_context(|| format!("create {}", path.display())),
+            }
         }
         Err(e) => Err(e).with_context(|| format!("read the status token {}", path.display())),
     }

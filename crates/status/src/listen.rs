@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 const MAX_CONNECTIONS: usize = 64;
 /// A client must finish the TLS handshake and send its request head within this time.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// No connection lives longer: a slot is never held by one client for good.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// How often the status page reloads itself.
 const PAGE_REFRESH_SECONDS: u32 = 10;
 
@@ -42,8 +44,9 @@ pub fn authorize(
     token: &str,
 ) -> Access {
     let presented = authorization
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
         .or_else(|| {
             query?
                 .split('&')
@@ -118,6 +121,7 @@ pub async fn serve(
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
+                () = tokio::time::sleep(CONNECTION_LIFETIME) => {}
                 () = token.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
@@ -140,17 +144,20 @@ fn answer(
     match authorize(peer.ip(), authorization, req.uri().query(), bearer) {
         Access::Allowed => {}
         Access::TokenRequired => {
-            return unauthorized("this address needs the box's status token: send `Authorization: Bearer TOKEN` (`oscarbox status token` prints it)");
+            return unauthorized("this address needs the box's status token: send `Authorization: Bearer TOKEN`, or add `?token=TOKEN` to the address in a browser (`oscarbox status token` on the box prints it)");
         }
         Access::WrongToken => {
             return unauthorized("the token presented is not this box's status token");
         }
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return plain(
+        let mut r = plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD are served here",
         );
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return r;
     }
     match req.uri().path() {
         "/" | "/status" => respond(
@@ -200,8 +207,15 @@ fn respond(code: StatusCode, content_type: &str, body: String) -> Response<Full<
     r
 }
 
+/// An error answer; the connection closes after it, so a client that only collects refusals
+/// does not keep a slot.
 fn plain(code: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    respond(code, "text/plain; charset=utf-8", format!("{message}\n"))
+    let mut r = respond(code, "text/plain; charset=utf-8", format!("{message}\n"));
+    r.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    r
 }
 
 fn unauthorized(message: &str) -> Response<Full<Bytes>> {
@@ -246,6 +260,10 @@ mod tests {
         assert_eq!(
             authorize(lan, Some("Basic czNjcmV0"), None, TOKEN),
             Access::TokenRequired
+        );
+        assert_eq!(
+            authorize(lan, Some("bearer s3cret-token"), None, TOKEN),
+            Access::Allowed
         );
     }
 }

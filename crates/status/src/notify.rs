@@ -119,7 +119,7 @@ async fn deliver(
 
 /// A reqwest error without its URL: a push-monitor URL is a secret of sorts (anyone who has
 /// it can report the box healthy).
-fn describe(e: &reqwest::Error) -> String {
+pub fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -100,10 +100,13 @@ pub fn server_config(
     generated: &Generated,
     extra_names: &[String],
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    // The generated pair is read under the lock it is written under, so a reader never pairs
+    // a new key with an old certificate.
+    let mut _lock = None;
     let (cert, key) = match files {
         Some(pair) => (pair.0.to_path_buf(), pair.1.to_path_buf()),
         None => {
-            ensure_generated(generated, extra_names)?;
+            _lock = Some(ensure_generated(generated, extra_names)?);
             (generated.cert(), generated.key())
         }
     };
@@ -168,12 +171,15 @@ fn ca_params() -> anyhow::Result<CertificateParams> {
 /// Creates or reissues the generated pair under an exclusive lock on the directory, because the
 /// proxy and the watchdog's admin listener may start at the same moment: without it each could
 /// make its own authority, and one would sign with a key whose certificate the other replaced.
-fn ensure_generated(g: &Generated, extra_names: &[String]) -> anyhow::Result<()> {
+fn ensure_generated(
+    g: &Generated,
+    extra_names: &[String],
+) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
     std::fs::create_dir_all(&g.dir).with_context(|| format!("create {}", g.dir.display()))?;
     let lock_path = g.dir.join(".lock");
     let lock_file = std::fs::File::create(&lock_path)
         .with_context(|| format!("open {}", lock_path.display()))?;
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+    let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
         .with_context(|| format!("lock {}", lock_path.display()))?;
     let names = names(extra_names);
@@ -190,9 +196,11 @@ fn ensure_generated(g: &Generated, extra_names: &[String]) -> anyhow::Result<()>
             let cert = params
                 .self_signed(&key)
                 .context("sign the authority's certificate")?;
+            // The certificate first: a crash between the two leaves no key, so the next start
+            // makes a new authority instead of failing on a key without its certificate.
+            write_public(&g.ca_cert(), cert.pem().as_bytes())?;
             oscarbox_common::write_private(&g.ca_key(), key.serialize_pem().as_bytes())
                 .with_context(|| format!("write {}", g.ca_key().display()))?;
-            write_public(&g.ca_cert(), cert.pem().as_bytes())?;
             // A new authority invalidates any server certificate of an old one.
             let _ = std::fs::remove_file(g.cert());
             tracing::info!(ca = %g.ca_cert().display(), "generated a local certificate authority; install ca.crt in the clinic's browsers to trust the box");
@@ -207,7 +215,7 @@ fn ensure_generated(g: &Generated, extra_names: &[String]) -> anyhow::Result<()>
         .is_some_and(|age| age < REISSUE_AFTER);
     let same_names = std::fs::read_to_string(g.names()).is_ok_and(|n| n.trim() == names_line);
     if fresh && same_names && std::fs::metadata(g.key()).is_ok() {
-        return Ok(());
+        return Ok(lock);
     }
     let key = KeyPair::generate().context("generate the server key")?;
     let mut params = CertificateParams::new(names.clone())
@@ -232,7 +240,7 @@ fn ensure_generated(g: &Generated, extra_names: &[String]) -> anyhow::Result<()>
     write_public(&g.cert(), format!("{}{ca_pem}", cert.pem()).as_bytes())?;
     write_public(&g.names(), names_line.as_bytes())?;
     tracing::info!(cert = %g.cert().display(), names = %names_line, "issued the server certificate");
-    Ok(())
+    Ok(lock)
 }
 
 /// Certificates are public; written like secrets (whole or not at all) but readable.

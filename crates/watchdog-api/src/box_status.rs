@@ -127,6 +127,17 @@ pub struct DatabaseStatus {
     pub last_failover: Option<FailoverSummary>,
 }
 
+impl DatabaseStatus {
+    /// In one word: `down`, `read-only` or `ok`.
+    pub fn summary(&self) -> &'static str {
+        match (self.endpoint_reachable, self.writable) {
+            (false, _) => "down",
+            (true, Some(false)) => "read-only",
+            (true, _) => "ok",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DbNodeStatus {
     pub name: String,
@@ -217,4 +228,13 @@ pub struct SystemStatus {
 pub struct TlsStatus {
     /// The certificate's end, seconds since the Unix epoch.
     pub not_after: u64,
+}
+
+impl TlsStatus {
+    /// Whole days left at `now` (seconds since the Unix epoch), rounded down: negative once it
+    /// has ended (-1 on its first day past the end).
+    pub fn days_left(&self, now: u64) -> i64 {
+        let left = i128::from(self.not_after) - i128::from(now);
+        i64::try_from(left.div_euclid(86_400)).unwrap_or(i64::MAX)
+    }
 }

@@ -35,7 +35,13 @@ async fn answer(sup: &Supervisor, request: Request) -> Answer {
             workers: sup.statuses().await,
         }),
         Request::BoxStatus => match sup.box_status.get() {
-            Some(rx) => Answer::BoxStatus(Box::new(rx.borrow().clone())),
+            Some(rx) => {
+                let last = rx.borrow().clone();
+                let config = Arc::clone(&*sup.config.read().await);
+                let now =
+                    oscarbox_status::gather::with_instances(last, sup.statuses().await, &config);
+                Answer::BoxStatus(Box::new(now))
+            }
             None => Answer::Error {
                 message: "the box status is not running (see the watchdog's log)".into(),
             },

@@ -242,7 +242,13 @@ pub async fn run(
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
     if let Some(status) = status {
-        let _ = tokio::task::spawn_blocking(move || status.join()).await;
+        let joined = tokio::task::spawn_blocking(move || status.join());
+        if tokio::time::timeout(Duration::from_secs(5), joined)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the status thread did not stop within 5 s; leaving it");
+        }
     }
     let _ = std::fs::remove_file(&config.watchdog.control_socket);
     tracing::info!("watchdog stopped");
@@ -259,7 +265,10 @@ async fn start_status(
     let for_status = Arc::clone(sup);
     let workers: oscarbox_status::Workers = Arc::new(move || {
         let sup = Arc::clone(&for_status);
-        Box::pin(async move { sup.statuses().await })
+        Box::pin(async move {
+            let config = Arc::clone(&*sup.config.read().await);
+            (config, sup.statuses().await)
+        })
     });
     let config = Arc::clone(config);
     let started =
