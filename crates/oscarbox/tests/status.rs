@@ -304,8 +304,9 @@ heartbeat-interval = "1s"
     let from_cli: BoxStatus = serde_json::from_str(&json)?;
     assert!(healthy(&from_cli), "{json}");
 
-    // The proxy dies: after `pending`, one alert (retried past the receiver's first 503); back,
-    // and it resolves. Heartbeats say `fail` meanwhile.
+    // The proxy dies: after `pending`, one alert (retried past the receiver's first 503).
+    // Heartbeats say `fail` meanwhile. The watchdog is restarted while the proxy comes back, and
+    // the alert that fired before the restart is resolved after it.
     proxy.signal(nix::sys::signal::Signal::SIGKILL);
     proxy.wait_exit(WAIT).await?;
     let hooks_of = |state: &str| -> Vec<serde_json::Value> {
@@ -337,16 +338,23 @@ heartbeat-interval = "1s"
             .then_some(())
     })
     .await?;
+    wd.signal(nix::sys::signal::Signal::SIGTERM);
+    wd.wait_exit(WAIT).await?;
     let mut proxy = Proxy::start(OSCARBOX.as_ref(), &cfg).await?;
-    wait_for("resolved", async || {
+    let mut wd = Watchdog::start(OSCARBOX.as_ref(), &cfg)?;
+    wait_for("resolved after the restart", async || {
         (!hooks_of("resolved").is_empty()).then_some(())
     })
     .await?;
     assert_eq!(
         hooks_of("firing").len(),
         2,
-        "no repeat while it lasted less than repeat-interval"
+        "no repeat while it lasted less than repeat-interval, nor after the restart"
     );
+    wait_for("healthy again", async || {
+        wd.box_status().await.ok().filter(healthy)
+    })
+    .await?;
 
     // The fleet view: this box, a box with a wrong token, and one that is not there.
     let dir = tempfile::tempdir()?;

@@ -80,10 +80,8 @@ pub fn start(
     token: CancellationToken,
 ) -> anyhow::Result<Running> {
     let bearer: Arc<str> = ensure_token(&config.status.token_file)?.into();
-    let mut tls =
-        (*oscarbox_tls::for_box(&config).context("set up the admin listener's TLS")?).clone();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tls = Arc::new(tls);
+    let (tls_tx, tls_rx) = watch::channel(admin_tls(&config)?);
+    let mut cert_changed = CertWatch::new(&config);
     let listener = std::net::TcpListener::bind(config.status.listen)
         .with_context(|| format!("listen on {} (status.port)", config.status.listen))?;
     listener
@@ -109,10 +107,11 @@ pub fn start(
                 };
                 tracing::info!(address = %config.status.listen, "admin listener ready: /, /health, /metrics");
                 let tasks = tokio_util::task::TaskTracker::new();
-                tasks.spawn(listen::serve(listener, tls, bearer, rx.clone(), token.clone()));
+                tasks.spawn(listen::serve(listener, tls_rx, bearer, rx.clone(), token.clone()));
                 tasks.spawn(notify::alerts(
                     config.alerts.clone(),
                     config.box_.name.clone(),
+                    config.box_.state_dir.join("alerts-firing.json"),
                     client.clone(),
                     rx.clone(),
                     token.clone(),
@@ -136,6 +135,17 @@ pub fn start(
                         () = token.cancelled() => break,
                         s = gather_once(&mut gatherer, &workers, &config) => s,
                     };
+                    // The proxy reissues the certificate (or a technician installs one): serve
+                    // the new one without a restart.
+                    if cert_changed.check(&config) {
+                        match admin_tls(&config) {
+                            Ok(tls) => {
+                                tls_tx.send_replace(tls);
+                                tracing::info!("the admin listener serves the renewed certificate");
+                            }
+                            Err(e) => tracing::warn!("failed to load the renewed certificate, keeping the old one: {e:#}"),
+                        }
+                    }
                     if status.verdict != tx.borrow().verdict {
                         let reasons: Vec<&str> = status.reasons.iter().map(|r| r.id.as_str()).collect();
                         tracing::info!(verdict = status.verdict.as_str(), ?reasons, "the box's status changed");
@@ -152,6 +162,37 @@ pub fn start(
         .recv()
         .context("the status thread ended before its first status")?;
     Ok(Running { status, thread })
+}
+
+/// The box's certificate for the admin listener (HTTP/1.1 only).
+fn admin_tls(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let mut tls =
+        (*oscarbox_tls::for_box(config).context("set up the admin listener's TLS")?).clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
+}
+
+/// Notices when the served certificate file is replaced.
+#[derive(Debug)]
+struct CertWatch(Option<std::time::SystemTime>);
+
+impl CertWatch {
+    fn new(config: &Config) -> CertWatch {
+        CertWatch(Self::modified(config))
+    }
+
+    fn modified(config: &Config) -> Option<std::time::SystemTime> {
+        std::fs::metadata(oscarbox_tls::served_cert(config))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    fn check(&mut self, config: &Config) -> bool {
+        let now = Self::modified(config);
+        let changed = now.is_some() && now != self.0;
+        self.0 = now;
+        changed
+    }
 }
 
 /// The status token: read, or made once (32 random bytes, hex, mode 0600).

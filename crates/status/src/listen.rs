@@ -73,15 +73,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves until `token` is cancelled, each request from the newest status in `status`.
+/// Serves until `token` is cancelled, each request from the newest status in `status`, each
+/// connection with the newest certificate in `tls`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     bearer: Arc<str>,
     status: watch::Receiver<BoxStatus>,
     token: CancellationToken,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -99,7 +99,7 @@ pub async fn serve(
                 }
             },
         };
-        let acceptor = acceptor.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.borrow()));
         let bearer = Arc::clone(&bearer);
         let status = status.clone();
         let token = token.clone();

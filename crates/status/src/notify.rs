@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use oscarbox_config::{AlertsConfig, HeartbeatStyle};
-use oscarbox_watchdog_api::{BoxStatus, Verdict};
+use oscarbox_watchdog_api::{BoxStatus, Reason, Verdict};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{Alerter, Backoff, Notice, Policy};
+use crate::alert::{Alerter, Backoff, Notice, NoticeState, Policy};
 
 /// How long one webhook or heartbeat request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,9 +29,14 @@ pub fn client() -> anyhow::Result<reqwest::Client> {
 }
 
 /// Watches the status and sends alerts for problems that last, until `token` is cancelled.
+///
+/// What has fired is kept in `firing_file`, so that a problem that ended while the watchdog
+/// was down (a restart often is the cure) is resolved at the receiver after the next start,
+/// instead of staying open there for good.
 pub async fn alerts(
     config: AlertsConfig,
     box_name: String,
+    firing_file: std::path::PathBuf,
     client: reqwest::Client,
     mut status: watch::Receiver<BoxStatus>,
     token: CancellationToken,
@@ -45,6 +50,12 @@ pub async fn alerts(
         repeat: config.repeat_interval,
     });
     let mut deliveries: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut firing: HashMap<String, Reason> = HashMap::new();
+    // Fired before this start; settled once a whole `pending` has been observed.
+    let mut before: Vec<Reason> = std::fs::read(&firing_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     loop {
         tokio::select! {
             () = token.cancelled() => break,
@@ -55,7 +66,40 @@ pub async fn alerts(
             (s.reasons.clone(), s.checked_at)
         };
         let now = start.elapsed();
-        for notice in alerter.observe(now, &reasons) {
+        let mut notices = alerter.observe(now, &reasons);
+        if now >= config.pending && !before.is_empty() {
+            let present: Vec<String> = reasons.iter().map(Reason::key).collect();
+            notices.extend(
+                std::mem::take(&mut before)
+                    .into_iter()
+                    .filter(|r| !present.contains(&r.key()))
+                    .map(|reason| Notice {
+                        state: NoticeState::Resolved,
+                        reason,
+                        since: Duration::ZERO,
+                    }),
+            );
+        }
+        let was = firing.len();
+        for n in &notices {
+            match n.state {
+                NoticeState::Firing => firing.insert(n.reason.key(), n.reason.clone()),
+                NoticeState::Resolved => firing.remove(&n.reason.key()),
+            };
+        }
+        if !notices.is_empty() || was != firing.len() {
+            let all: Vec<&Reason> = firing.values().chain(before.iter()).collect();
+            if let Err(e) = oscarbox_common::write_private(
+                &firing_file,
+                serde_json::to_string(&all).unwrap_or_default().as_bytes(),
+            ) {
+                tracing::warn!(
+                    "failed to record the firing alerts in {}: {e}",
+                    firing_file.display()
+                );
+            }
+        }
+        for notice in notices {
             let body = crate::alert::payload(&box_name, &notice, checked_at, now);
             tracing::info!(
                 alert = %notice.reason.key(),

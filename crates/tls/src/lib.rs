@@ -55,11 +55,14 @@ impl Generated {
 pub fn for_box(config: &oscarbox_config::Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let p = &config.proxy;
     let files = p.tls_cert_file.as_deref().zip(p.tls_key_file.as_deref());
-    let extra: Vec<String> = if p.listen_address.is_unspecified() {
-        Vec::new()
-    } else {
-        vec![p.listen_address.to_string()]
-    };
+    // The addresses the box is reached at beyond its names: the proxy's and the admin
+    // listener's, when they are specific.
+    let mut extra: Vec<String> = Vec::new();
+    for ip in [p.listen_address, config.status.listen.ip()] {
+        if !ip.is_unspecified() && !ip.is_loopback() && !extra.contains(&ip.to_string()) {
+            extra.push(ip.to_string());
+        }
+    }
     server_config(files, &generated(config), &extra)
 }
 

@@ -219,7 +219,7 @@ pub async fn run(
     tasks.spawn(reload_on_sighup(Arc::clone(&sup), token.clone()));
     tasks.spawn(memory_guard(Arc::clone(&sup), token.clone()));
     sup.reconcile().await;
-    let status = start_status(&sup, &config, token.child_token()).await;
+    tasks.spawn(keep_status(Arc::clone(&sup), token.child_token()));
     tracing::info!(
         workers = config.emr.instances.get(),
         socket = %config.watchdog.control_socket.display(),
@@ -241,28 +241,16 @@ pub async fn run(
     }
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
-    if let Some(status) = status {
-        let joined = tokio::task::spawn_blocking(move || status.join());
-        if tokio::time::timeout(Duration::from_secs(5), joined)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the status thread did not stop within 5 s; leaving it");
-        }
-    }
     let _ = std::fs::remove_file(&config.watchdog.control_socket);
     tracing::info!("watchdog stopped");
     Ok(())
 }
 
-/// Starts the box's status (admin listener, alerts, heartbeats) on its own thread. A failure
-/// there is reported, not fatal: the instances are supervised without it.
-async fn start_status(
-    sup: &Arc<Supervisor>,
-    config: &Arc<Config>,
-    token: CancellationToken,
-) -> Option<oscarbox_status::Running> {
-    let for_status = Arc::clone(sup);
+/// Runs the box's status (admin listener, alerts, heartbeats) on its own thread until `token`
+/// is cancelled. A failure to start it is reported and retried every 30 s, never fatal: the
+/// instances are supervised without it meanwhile.
+async fn keep_status(sup: Arc<Supervisor>, token: CancellationToken) {
+    let for_status = Arc::clone(&sup);
     let workers: oscarbox_status::Workers = Arc::new(move || {
         let sup = Arc::clone(&for_status);
         Box::pin(async move {
@@ -270,22 +258,35 @@ async fn start_status(
             (config, sup.statuses().await)
         })
     });
-    let config = Arc::clone(config);
-    let started =
-        tokio::task::spawn_blocking(move || oscarbox_status::start(config, workers, token)).await;
-    match started {
-        Ok(Ok(running)) => {
-            let _ = sup.box_status.set(running.status.clone());
-            Some(running)
+    let mut failures = 0u32;
+    let running = loop {
+        let config = Arc::clone(&*sup.config.read().await);
+        let (workers, child) = (Arc::clone(&workers), token.clone());
+        match tokio::task::spawn_blocking(move || oscarbox_status::start(config, workers, child))
+            .await
+        {
+            Ok(Ok(running)) => break running,
+            Ok(Err(e)) if failures == 0 => tracing::error!(alert = true, "failed to start the box status (admin listener, alerts, heartbeats): {e:#}; the EMR instances are supervised without it; retrying every 30 s"),
+            Ok(Err(e)) => tracing::warn!("failed to start the box status again: {e:#}"),
+            Err(e) => tracing::error!(alert = true, "the box status failed to start: {e}"),
         }
-        Ok(Err(e)) => {
-            tracing::error!(alert = true, "failed to start the box status (admin listener, alerts, heartbeats): {e:#}; the EMR instances are supervised without it");
-            None
+        failures += 1;
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(30)) => {}
         }
-        Err(e) => {
-            tracing::error!(alert = true, "the box status failed to start: {e}");
-            None
-        }
+    };
+    if failures > 0 {
+        tracing::info!("the box status is running");
+    }
+    let _ = sup.box_status.set(running.status.clone());
+    token.cancelled().await;
+    let joined = tokio::task::spawn_blocking(move || running.join());
+    if tokio::time::timeout(Duration::from_secs(4), joined)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the status thread did not stop within 4 s; leaving it");
     }
 }
 
