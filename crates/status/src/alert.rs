@@ -445,6 +445,12 @@ mod tests {
                 }
                 // Everything that fired and is gone was resolved in this very step.
                 prop_assert!(seen.last_firing.keys().all(|k| present.contains_key(k)));
+                // And everything that has lasted `pending` has fired: silence is not safe.
+                for (key, since) in &seen.present_since {
+                    if now - *since >= secs(pending) {
+                        prop_assert!(seen.last_firing.contains_key(key), "{} never fired", key);
+                    }
+                }
             }
         }
     }

@@ -272,10 +272,19 @@ pub fn is_mount_point(path: &Path) -> bool {
 pub fn space(path: &Path) -> Option<Space> {
     let st = nix::sys::statvfs::statvfs(path).ok()?;
     // statvfs's field types differ between platforms; on 64-bit Linux all are u64 already.
-    let (fragment, blocks, available) = (st.fragment_size(), st.blocks(), st.blocks_available());
+    let (fragment, blocks, free, available) = (
+        st.fragment_size(),
+        st.blocks(),
+        st.blocks_free(),
+        st.blocks_available(),
+    );
+    // The size is what a writer other than root can fill: the blocks in use plus those still
+    // available, without root's reserve. So "used" is what `df` shows, and 100 % means full
+    // for the box's services, which do not run as root.
+    let used = blocks.saturating_sub(free);
     Some(Space {
         path: path.display().to_string(),
-        total_bytes: blocks.saturating_mul(fragment),
+        total_bytes: used.saturating_add(available).saturating_mul(fragment),
         available_bytes: available.saturating_mul(fragment),
     })
 }

@@ -190,6 +190,8 @@ pub struct DrillSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Space {
     pub path: String,
+    /// What the box's services can fill: used plus available, without root's reserve (so the
+    /// share in use is what `df` shows).
     pub total_bytes: u64,
     /// What an unprivileged writer can still use.
     pub available_bytes: u64,
