@@ -10,6 +10,7 @@
 //! url = "https://clinic-a.example.org:9443"
 //! token-file = "tokens/clinic-a"   # what `oscarbox status token` printed on that box
 //! ca-file = "cas/clinic-a.crt"     # that box's /var/lib/oscarbox/tls/ca.crt
+//! # address = "203.0.113.5"        # connect to this IP, and check the certificate for the url's name
 //! ```
 //!
 //! Relative paths are relative to the fleet file.
@@ -36,6 +37,10 @@ pub struct RawFleetBox {
     pub url: String,
     pub token_file: Option<String>,
     pub ca_file: Option<String>,
+    /// The IP address to connect to when the url's name does not resolve to it (a box reached
+    /// through a VPN, named by its own hostname): the certificate is still checked for the
+    /// url's name, and the url's port is used.
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +56,7 @@ pub struct FleetBox {
     pub token: Option<String>,
     /// PEM of the authority the box's certificate is checked against, besides the system's.
     pub ca_pem: Option<Vec<u8>>,
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// Reads and validates the fleet file at `path`, reading each box's token and authority.
@@ -103,7 +109,21 @@ fn validate(raw: RawFleet, file: &str, text: &str, base: &Path) -> Result<Fleet,
             url,
             token_file,
             ca_file,
+            address,
         } = b;
+        let address = match address {
+            None => None,
+            Some(a) => match a.parse() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    err(
+                        format!("box[{i}].address"),
+                        format!("expected an IP address such as \"203.0.113.5\" (the url gives the port), found {a:?}"),
+                    );
+                    None
+                }
+            },
+        };
         if name.trim().is_empty() {
             err(
                 format!("box[{i}].name"),
@@ -156,6 +176,7 @@ fn validate(raw: RawFleet, file: &str, text: &str, base: &Path) -> Result<Fleet,
             url: url.trim_end_matches('/').to_owned(),
             token,
             ca_pem,
+            address,
         });
     }
     if errors.is_empty() {
@@ -196,6 +217,17 @@ mod tests {
         );
         assert!(e.contains("box[1].name: \"a\" is listed twice"), "{e}");
         assert!(e.contains("box[1].token-file: cannot read"), "{e}");
+
+        std::fs::write(
+            &bad,
+            "version = 1\n[[box]]\nname = \"a\"\nurl = \"https://a:9443\"\naddress = \"10.0.0.5:9443\"\n",
+        )
+        .expect("write");
+        let e = load(&bad).expect_err("invalid").to_string();
+        assert!(
+            e.contains("bad.toml:5: box[0].address: expected an IP address"),
+            "{e}"
+        );
 
         std::fs::write(&bad, "version = 1\n[[box]]\nname = \"a\"\nurl = 5\n").expect("write");
         let e = load(&bad).expect_err("invalid").to_string();

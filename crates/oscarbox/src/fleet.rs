@@ -108,6 +108,12 @@ async fn fetch(b: &FleetBox) -> Result<BoxStatus, String> {
             .map_err(|e| format!("its ca-file is not a PEM certificate: {e}"))?;
         builder = builder.add_root_certificate(ca);
     }
+    if let Some(ip) = b.address {
+        // The url's own port is used; reqwest ignores the one given here.
+        let authority = b.url.trim_start_matches("https://");
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        builder = builder.resolve(host, std::net::SocketAddr::new(ip, 0));
+    }
     let client = builder
         .build()
         .map_err(|e| format!("cannot build a client: {e}"))?;

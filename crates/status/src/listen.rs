@@ -16,8 +16,12 @@ use oscarbox_watchdog_api::BoxStatus;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// Connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once from the box itself, from anywhere else, and from one other
+/// address: a client on the clinic's network can neither take every slot nor crowd out the
+/// box's own checks or the provider's Prometheus. A connection beyond them is closed at once.
+const LOCAL_CONNECTIONS: usize = 16;
+const REMOTE_CONNECTIONS: usize = 48;
+const PER_ADDRESS: usize = 8;
 /// A client must finish the TLS handshake and send its request head within this time.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// No connection lives longer: a slot is never held by one client for good.
@@ -82,12 +86,8 @@ pub async fn serve(
     status: watch::Receiver<BoxStatus>,
     token: CancellationToken,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(std::sync::Mutex::new(Slots::default()));
     loop {
-        let permit = tokio::select! {
-            () = token.cancelled() => return,
-            p = Arc::clone(&slots).acquire_owned() => p.expect("the semaphore is never closed"),
-        };
         let (stream, peer) = tokio::select! {
             () = token.cancelled() => return,
             accepted = listener.accept() => match accepted {
@@ -99,12 +99,16 @@ pub async fn serve(
                 }
             },
         };
+        let Some(slot) = Slot::take(&slots, peer.ip()) else {
+            drop(stream);
+            continue;
+        };
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.borrow()));
         let bearer = Arc::clone(&bearer);
         let status = status.clone();
         let token = token.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
             let Ok(Ok(tls)) = tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await
             else {
                 return;
@@ -128,6 +132,71 @@ pub async fn serve(
                 }
             }
         });
+    }
+}
+
+/// Connections in use, by where they come from.
+#[derive(Debug, Default)]
+struct Slots {
+    local: usize,
+    remote: usize,
+    by_address: std::collections::HashMap<IpAddr, usize>,
+}
+
+impl Slots {
+    /// Pure: whether a connection from `ip` may be served now; if so, it is counted.
+    fn admit(&mut self, ip: IpAddr) -> bool {
+        if ip.is_loopback() || is_mapped_loopback(ip) {
+            if self.local >= LOCAL_CONNECTIONS {
+                return false;
+            }
+            self.local += 1;
+            return true;
+        }
+        let mine = self.by_address.entry(ip).or_default();
+        if self.remote >= REMOTE_CONNECTIONS || *mine >= PER_ADDRESS {
+            return false;
+        }
+        *mine += 1;
+        self.remote += 1;
+        true
+    }
+
+    fn release(&mut self, ip: IpAddr) {
+        if ip.is_loopback() || is_mapped_loopback(ip) {
+            self.local = self.local.saturating_sub(1);
+        } else if let Some(n) = self.by_address.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            self.remote = self.remote.saturating_sub(1);
+            if *n == 0 {
+                self.by_address.remove(&ip);
+            }
+        }
+    }
+}
+
+/// One admitted connection; released when dropped, however the connection ends.
+#[derive(Debug)]
+struct Slot {
+    slots: Arc<std::sync::Mutex<Slots>>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    fn take(slots: &Arc<std::sync::Mutex<Slots>>, ip: IpAddr) -> Option<Slot> {
+        let admitted = slots.lock().is_ok_and(|mut s| s.admit(ip));
+        admitted.then(|| Slot {
+            slots: Arc::clone(slots),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.slots.lock() {
+            s.release(self.ip);
+        }
     }
 }
 
@@ -232,6 +301,35 @@ mod tests {
     use super::*;
 
     const TOKEN: &str = "s3cret-token";
+
+    #[test]
+    fn one_address_cannot_take_every_slot_nor_crowd_out_the_box() {
+        let mut slots = Slots::default();
+        let lan = |n: u8| IpAddr::from([192, 168, 1, n]);
+        for _ in 0..PER_ADDRESS {
+            assert!(slots.admit(lan(1)));
+        }
+        assert!(!slots.admit(lan(1)), "one address has its share");
+        for n in 2..=6 {
+            for _ in 0..PER_ADDRESS {
+                slots.admit(lan(n));
+            }
+        }
+        assert_eq!(slots.remote, REMOTE_CONNECTIONS);
+        assert!(!slots.admit(lan(7)), "the remote slots are all taken");
+        assert!(
+            slots.admit(IpAddr::from([127, 0, 0, 1])),
+            "the box's own checks still get in"
+        );
+        slots.release(lan(1));
+        assert!(slots.admit(lan(7)), "a released slot is free again");
+        for n in 1..=7 {
+            while slots.by_address.contains_key(&lan(n)) {
+                slots.release(lan(n));
+            }
+        }
+        assert_eq!((slots.remote, slots.by_address.len()), (0, 0));
+    }
 
     #[test]
     fn loopback_reads_without_a_token_and_others_need_it() {
