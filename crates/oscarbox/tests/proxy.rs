@@ -25,6 +25,14 @@ async fn instances(config: &EmrConfig, n: u32) -> anyhow::Result<Vec<Emr>> {
     Ok(out)
 }
 
+/// `n` EMR instances and the proxy in front of them, once it sees them all up.
+async fn serving(config: &EmrConfig, n: u32) -> anyhow::Result<(Vec<Emr>, Proxy)> {
+    let emrs = instances(config, n).await?;
+    let proxy = Proxy::start(std::path::Path::new(OSCARBOX), config).await?;
+    all_up(&proxy, usize::try_from(n)?).await?;
+    Ok((emrs, proxy))
+}
+
 async fn all_up(proxy: &Proxy, n: usize) -> anyhow::Result<()> {
     proxy
         .wait_backends(Duration::from_secs(30), "all up", |b| {
@@ -252,9 +260,7 @@ async fn tls_verified_by_curl_redirects_and_the_maintenance_page() -> anyhow::Re
 async fn a_hung_then_killed_instance_fails_no_request() -> anyhow::Result<()> {
     let db = MariaDb::start().await?;
     let config = db.write_config(3, "")?;
-    let emrs = instances(&config, 3).await?;
-    let proxy = Proxy::start(std::path::Path::new(OSCARBOX), &config).await?;
-    all_up(&proxy, 3).await?;
+    let (emrs, proxy) = serving(&config, 3).await?;
     let client = proxy.client(Duration::from_secs(10))?;
 
     let load = Load::start(&proxy, &client, 8);
@@ -285,9 +291,7 @@ async fn a_hung_then_killed_instance_fails_no_request() -> anyhow::Result<()> {
 async fn a_write_whose_instance_dies_is_never_replayed() -> anyhow::Result<()> {
     let db = MariaDb::start().await?;
     let config = db.write_config(3, "")?;
-    let mut emrs = instances(&config, 3).await?;
-    let proxy = Proxy::start(std::path::Path::new(OSCARBOX), &config).await?;
-    all_up(&proxy, 3).await?;
+    let (mut emrs, proxy) = serving(&config, 3).await?;
     let direct = reqwest::Client::new();
     // Whichever instance gets the write applies it, then dies before answering; had the proxy
     // replayed it, a second instance would apply it too.
@@ -340,9 +344,7 @@ async fn a_write_whose_instance_dies_is_never_replayed() -> anyhow::Result<()> {
 async fn drain_waits_for_the_request_in_flight_then_sends_nothing_new() -> anyhow::Result<()> {
     let db = MariaDb::start().await?;
     let config = db.write_config_full(3, "", "health-timeout = \"2s\"", "")?;
-    let emrs = instances(&config, 3).await?;
-    let mut proxy = Proxy::start(std::path::Path::new(OSCARBOX), &config).await?;
-    all_up(&proxy, 3).await?;
+    let (emrs, mut proxy) = serving(&config, 3).await?;
     let direct = reqwest::Client::new();
     fault(&direct, &emrs[1], "slow?ms=1500").await?;
     let client = proxy.client(Duration::from_secs(30))?;
@@ -487,9 +489,7 @@ async fn bad_and_slow_clients_are_cut_off_without_starving_others() -> anyhow::R
         "header-read-timeout = \"2s\"\nmax-header-kib = 16",
         "",
     )?;
-    let _emrs = instances(&config, 1).await?;
-    let proxy = Proxy::start(std::path::Path::new(OSCARBOX), &config).await?;
-    all_up(&proxy, 1).await?;
+    let (_emrs, proxy) = serving(&config, 1).await?;
 
     let mut s = raw_tls(&proxy).await?;
     s.write_all(b"THIS IS NOT HTTP\r\n\r\n").await?;
@@ -598,9 +598,7 @@ async fn a_rolling_restart_by_the_watchdog_drains_through_the_proxy() -> anyhow:
 async fn sticky_sessions_stay_and_fail_over() -> anyhow::Result<()> {
     let db = MariaDb::start().await?;
     let config = db.write_config_full(2, "", "sticky-sessions = true", "")?;
-    let emrs = instances(&config, 2).await?;
-    let proxy = Proxy::start(std::path::Path::new(OSCARBOX), &config).await?;
-    all_up(&proxy, 2).await?;
+    let (emrs, proxy) = serving(&config, 2).await?;
     let client = proxy.client(Duration::from_secs(10))?;
     let url = proxy.url("/oscar/ws/SystemInfoService?wsdl");
     let sticky_of = |r: &reqwest::Response| -> Option<u32> {
@@ -786,9 +784,7 @@ async fn a_100_mib_document_streams_both_ways_in_flat_memory() -> anyhow::Result
 async fn clients_that_go_away_or_say_nothing_hold_nothing() -> anyhow::Result<()> {
     let db = MariaDb::start().await?;
     let config = db.write_config_full(2, "", "header-read-timeout = \"2s\"", "")?;
-    let emrs = instances(&config, 2).await?;
-    let proxy = Proxy::start(std::path::Path::new(OSCARBOX), &config).await?;
-    all_up(&proxy, 2).await?;
+    let (emrs, proxy) = serving(&config, 2).await?;
     let direct = reqwest::Client::new();
     for emr in &emrs {
         fault(&direct, emr, "slow?ms=1500").await?;

@@ -59,15 +59,18 @@ pub fn authorize(
     match presented {
         Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => Access::Allowed,
         Some(_) => Access::WrongToken,
-        None if peer.is_loopback() || is_mapped_loopback(peer) => Access::Allowed,
+        None if is_local(peer) => Access::Allowed,
         None => Access::TokenRequired,
     }
 }
 
-fn is_mapped_loopback(ip: IpAddr) -> bool {
+/// The box itself: loopback, also as an IPv4-mapped IPv6 address.
+fn is_local(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
-        IpAddr::V4(_) => false,
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        IpAddr::V4(v4) => v4.is_loopback(),
     }
 }
 
@@ -146,7 +149,7 @@ struct Slots {
 impl Slots {
     /// Pure: whether a connection from `ip` may be served now; if so, it is counted.
     fn admit(&mut self, ip: IpAddr) -> bool {
-        if ip.is_loopback() || is_mapped_loopback(ip) {
+        if is_local(ip) {
             if self.local >= LOCAL_CONNECTIONS {
                 return false;
             }
@@ -163,7 +166,7 @@ impl Slots {
     }
 
     fn release(&mut self, ip: IpAddr) {
-        if ip.is_loopback() || is_mapped_loopback(ip) {
+        if is_local(ip) {
             self.local = self.local.saturating_sub(1);
         } else if let Some(n) = self.by_address.get_mut(&ip) {
             *n = n.saturating_sub(1);
