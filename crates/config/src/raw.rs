@@ -66,6 +66,12 @@ pub struct RawEmr {
     /// Patient documents (OSCAR's `DOCUMENT_DIR`).
     pub documents_dir: String,
     pub max_request_body_bytes: i64,
+    /// The largest patient document an upload may carry, in MiB (streamed, never held whole).
+    pub max_document_mib: i64,
+    /// A browser session unused this long is signed out.
+    pub session_idle_timeout: String,
+    /// A browser session ends this long after sign-in, used or not.
+    pub session_max_age: String,
     pub shutdown_grace: String,
     /// Failed logins before an account is locked.
     pub login_max_failures: i64,
@@ -90,6 +96,9 @@ impl Default for RawEmr {
             base_port: 8081,
             documents_dir: "/var/lib/oscarbox/documents".into(),
             max_request_body_bytes: 1024 * 1024,
+            max_document_mib: 200,
+            session_idle_timeout: "30m".into(),
+            session_max_age: "12h".into(),
             shutdown_grace: "10s".into(),
             login_max_failures: 5,
             login_lockout: "10m".into(),

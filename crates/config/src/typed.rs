@@ -59,6 +59,9 @@ pub struct EmrConfig {
     pub base_port: u16,
     pub documents_dir: PathBuf,
     pub max_request_body_bytes: usize,
+    pub max_document_bytes: u64,
+    pub session_idle_timeout: Duration,
+    pub session_max_age: Duration,
     pub shutdown_grace: Duration,
     pub login_max_failures: NonZeroU32,
     pub login_lockout: Duration,
@@ -439,6 +442,9 @@ impl RawConfig {
             base_port,
             documents_dir,
             max_request_body_bytes,
+            max_document_mib,
+            session_idle_timeout,
+            session_max_age,
             shutdown_grace,
             login_max_failures,
             login_lockout,
@@ -526,6 +532,23 @@ impl RawConfig {
             base_port,
             documents_dir: c.path("emr.documents-dir", &documents_dir),
             max_request_body_bytes: max_body.get() as usize,
+            max_document_bytes: u64::from(
+                c.nonzero("emr.max-document-mib", max_document_mib, 4096)
+                    .get(),
+            ) * 1024
+                * 1024,
+            session_idle_timeout: c.duration_within(
+                "emr.session-idle-timeout",
+                &session_idle_timeout,
+                Duration::from_secs(60),
+                Duration::from_secs(24 * 3600),
+            ),
+            session_max_age: c.duration_within(
+                "emr.session-max-age",
+                &session_max_age,
+                Duration::from_secs(60),
+                Duration::from_secs(7 * 24 * 3600),
+            ),
             shutdown_grace: c.duration("emr.shutdown-grace", &shutdown_grace),
             login_max_failures: c.nonzero("emr.login-max-failures", login_max_failures, 1000),
             login_lockout: lockout,
