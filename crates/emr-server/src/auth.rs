@@ -110,6 +110,19 @@ pub fn verify_password(stored: &str, password: &str) -> Verified {
     }
 }
 
+/// Checks a PIN. OSCAR 19 stores PINs as plain text (imported databases keep them so); ours
+/// are Argon2id. An account without a PIN needs none. CPU-heavy for hashed PINs: call off the
+/// async path.
+pub fn verify_pin(stored: &str, given: &str) -> bool {
+    if stored.is_empty() {
+        return true;
+    }
+    if HashKind::of(stored) == HashKind::Argon2 {
+        return verify_password(stored, given).ok;
+    }
+    bool::from(stored.as_bytes().ct_eq(given.as_bytes()))
+}
+
 /// OSCAR's SOAP token: a server epoch plus a deterministic "mangle" of the stored password
 /// hash, so that every login returns the same token until the epoch or the password changes.
 /// Clients only echo it back, but the arithmetic follows OSCAR's `WsUtils` (Java `long`, so

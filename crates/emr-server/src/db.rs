@@ -12,6 +12,9 @@ pub enum DbError {
     Timeout(Duration),
     #[error("{}", describe(.0))]
     Sql(#[from] mysql_async::Error),
+    /// A row of an unexpected shape; the message names columns, never values.
+    #[error("unexpected row: {0}")]
+    Row(String),
 }
 
 /// A description of a MariaDB error without the server's message, which can quote row values

@@ -5,16 +5,29 @@
 //! listens; `isAlive` answers from then on. SIGTERM drains in-flight requests within the grace
 //! period; SIGQUIT logs a task dump and carries on.
 
+#![expect(
+    clippy::type_complexity,
+    reason = "database rows are read as tuples shaped like the SELECT beside them"
+)]
+
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod db;
+pub mod demographic;
+pub mod documents;
 pub mod faults;
+pub mod html;
 pub mod inflight;
 pub mod login;
 pub mod migrations;
+pub mod oauth;
+pub mod principal;
+pub mod session;
 pub mod soap;
 pub mod system_info;
+pub mod ws_security;
 pub mod wsdl;
 
 use std::future::IntoFuture as _;
@@ -93,6 +106,9 @@ async fn serve(
         faults,
     };
 
+    prepare_documents_dir(&config.emr.documents_dir)?;
+    spawn_housekeeping(state.clone(), shutdown.clone());
+
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("listen on {addr} (is another instance or program using that port?)")
     })?;
@@ -131,6 +147,23 @@ async fn serve(
     }
     db.close().await;
     Ok(())
+}
+
+/// The database for an administrative command: reachable now, migrated (the command may run
+/// before any instance has started).
+pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    let password_file = &config.database.app_password_file;
+    let password = std::fs::read_to_string(password_file).with_context(|| {
+        format!(
+            "read the database password from {} (run this as the box's user, or with sudo)",
+            password_file.display()
+        )
+    })?;
+    let db = Db::new(config, password.trim());
+    try_prepare(&db, &config.box_.initial_admin_credentials())
+        .await
+        .context("reach and prepare the database (is the box running?)")?;
+    Ok(db)
 }
 
 /// Migrates and reads the token epoch, retrying while the database is unreachable (it may be
@@ -176,6 +209,55 @@ async fn try_prepare(db: &Db, credentials: &std::path::Path) -> Result<i64, Migr
         .query_first("SELECT value FROM oscarbox_settings WHERE name = 'ws_token_epoch_ms'")
         .await?;
     Ok(epoch.and_then(|e| e.parse().ok()).unwrap_or(0))
+}
+
+/// An upload still being written after this long was cut off by a crash.
+const STALE_UPLOAD: Duration = Duration::from_secs(6 * 3600);
+/// How often ended sessions, used nonces and old request tokens are removed.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Creates the document directory if needed (group-readable for backups, nobody else) and
+/// removes uploads a crash left half-written.
+fn prepare_documents_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+        .with_context(|| {
+            format!(
+                "create the document directory {} (emr.documents-dir)",
+                dir.display()
+            )
+        })?;
+    match documents::store::clean_stale_uploads(dir, STALE_UPLOAD) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed uploads that a crash left unfinished"),
+        Err(e) => tracing::warn!("failed to look for unfinished uploads: {e}"),
+    }
+    Ok(())
+}
+
+/// Removes ended sessions, used nonces and stale request tokens now and then. Every instance
+/// runs it; the deletes are idempotent and bounded.
+fn spawn_housekeeping(state: AppState, shutdown: CancellationToken) {
+    tokio::spawn(
+        async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(HOUSEKEEPING_INTERVAL) => {}
+                }
+                if let Err(e) = session::purge(&state).await {
+                    tracing::warn!("failed to remove ended sessions: {e}");
+                }
+                if let Err(e) = oauth::purge(&state).await {
+                    tracing::warn!("failed to remove used OAuth nonces: {e}");
+                }
+            }
+        }
+        .in_current_span(),
+    );
 }
 
 fn spawn_dump_on_sigquit(

@@ -19,10 +19,10 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| auth::hash_password("not 
 
 /// A signed-in account.
 #[derive(Debug)]
-struct Account {
-    security_no: i32,
-    provider_no: Option<String>,
-    stored_hash: String,
+pub struct Account {
+    pub security_no: i32,
+    pub provider_no: Option<String>,
+    pub stored_hash: String,
 }
 
 /// OSCAR's `providerTransfer`, fields in wire (alphabetical) order.
@@ -120,7 +120,7 @@ pub async fn handle(state: &AppState, req: &Request, ip: &str) -> Result<String,
         audit(state, None, "WS_LOGIN_FAILURE", ip).await;
         return Err(Fault::NotAuthorised(INVALID.into()));
     };
-    let account = match authenticate(state, user, password).await {
+    let account = match authenticate(state, user, password, None).await {
         Ok(Some(a)) => a,
         Ok(None) => {
             audit(state, None, "WS_LOGIN_FAILURE", ip).await;
@@ -162,7 +162,7 @@ pub async fn handle(state: &AppState, req: &Request, ip: &str) -> Result<String,
 
 /// Why a sign-in could not be checked at all (as opposed to being refused).
 #[derive(Debug, thiserror::Error)]
-enum CheckError {
+pub enum CheckError {
     #[error("{0}")]
     Db(#[from] DbError),
     #[error("{0}")]
@@ -184,22 +184,25 @@ async fn equal_cost(password: &str) -> Result<(), auth::Busy> {
 }
 
 /// Checks the credentials, keeping the lockout state; `None` means "not authorised" for any
-/// reason (unknown user, wrong password, expired, locked), which the client must not tell apart.
-async fn authenticate(
+/// reason (unknown user, wrong password or PIN, expired, locked), which the client must not
+/// tell apart. `pin` is checked when given (the browser sign-in asks for it, as OSCAR's does)
+/// and the account has one; password and PIN are one attempt, counted once.
+pub(crate) async fn authenticate(
     state: &AppState,
     user: &str,
     password: &str,
+    pin: Option<&str>,
 ) -> Result<Option<Account>, CheckError> {
     let mut conn = state.db.conn().await?;
-    let row: Option<(i32, String, Option<String>, i64)> = conn
+    let row: Option<(i32, String, Option<String>, i64, Option<String>)> = conn
         .exec_first(
             "SELECT security_no, password, provider_no,
-                    (date_ExpireDate IS NOT NULL AND date_ExpireDate < CURDATE())
+                    (date_ExpireDate IS NOT NULL AND date_ExpireDate < CURDATE()), pin
              FROM security WHERE user_name = ? LIMIT 1",
             (user,),
         )
         .await?;
-    let Some((security_no, stored, provider_no, expired)) = row else {
+    let Some((security_no, stored, provider_no, expired, stored_pin)) = row else {
         equal_cost(password).await?;
         return Ok(None);
     };
@@ -215,12 +218,17 @@ async fn authenticate(
         equal_cost(password).await?;
         return Ok(None);
     }
-    let check = {
+    let (check, pin_ok) = {
         let stored = stored.clone();
         let pw = password.to_owned();
-        auth::hashing(move || auth::verify_password(&stored, &pw)).await?
+        let pins = pin.map(|p| (p.to_owned(), stored_pin.unwrap_or_default()));
+        auth::hashing(move || {
+            let pin_ok = pins.is_none_or(|(given, stored)| auth::verify_pin(&stored, &given));
+            (auth::verify_password(&stored, &pw), pin_ok)
+        })
+        .await?
     };
-    if !check.ok {
+    if !check.ok || !pin_ok {
         return Ok(None);
     }
     conn.exec_drop(
@@ -252,7 +260,7 @@ async fn authenticate(
 
 /// Counts one sign-in attempt against `user` unless the account is locked; false when locked.
 /// The row is created first so that the lock taken is a row lock, not a gap lock.
-async fn reserve_attempt(
+pub(crate) async fn reserve_attempt(
     state: &AppState,
     conn: &mut Conn,
     user: &str,
@@ -301,18 +309,14 @@ async fn reserve_attempt(
 
 /// Writes OSCAR's audit row: `WS_LOGIN_SUCCESS` with the provider, `WS_LOGIN_FAILURE` with
 /// only the address. A failure to audit is logged, never hidden.
-async fn audit(state: &AppState, provider_no: Option<&str>, action: &str, ip: &str) {
-    let result = async {
-        let mut conn = state.db.conn().await?;
-        conn.exec_drop(
-            "INSERT INTO `log` (`dateTime`, provider_no, action, ip) VALUES (NOW(), ?, ?, ?)",
-            (provider_no, action, ip),
-        )
-        .await?;
-        Ok::<_, DbError>(())
-    }
-    .await;
-    if let Err(e) = result {
+pub(crate) async fn audit(state: &AppState, provider_no: Option<&str>, action: &str, ip: &str) {
+    let entry = crate::audit::Entry {
+        provider_no,
+        action,
+        ip,
+        ..crate::audit::Entry::default()
+    };
+    if let Err(e) = crate::audit::write(&state.db, entry).await {
         tracing::error!(action, "failed to write an audit row: {e}");
     }
 }

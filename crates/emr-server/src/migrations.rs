@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "oscarbox support tables",
         sql: include_str!("../migrations/0002_oscarbox_support.sql"),
     },
+    Migration {
+        version: 3,
+        name: "clinical api: oauth, sessions, document hashes",
+        sql: include_str!("../migrations/0003_clinical_api.sql"),
+    },
 ];
 
 const LOCK_NAME: &str = "oscarbox.migrations";
@@ -183,6 +188,7 @@ mod tests {
             for stmt in statements(m.sql) {
                 assert!(
                     stmt.starts_with("CREATE TABLE IF NOT EXISTS")
+                        || stmt.starts_with("CREATE INDEX IF NOT EXISTS")
                         || stmt.starts_with("INSERT IGNORE")
                         || stmt.starts_with("ALTER TABLE"),
                     "migration {} has a statement that is not obviously idempotent: {stmt}",

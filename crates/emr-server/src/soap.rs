@@ -10,22 +10,24 @@ use axum::response::{Html, IntoResponse, Response};
 use oscar_soap::{parse_request, Fault, Limits, ParseError, CONTENT_TYPE, OSCAR_NS};
 
 use crate::app::AppState;
-use crate::{login, system_info, wsdl};
+use crate::{demographic, login, system_info, ws_security, wsdl};
 
 /// The services this server implements, by the name in their URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     SystemInfo,
     Login,
+    Demographic,
 }
 
 impl Service {
-    pub const ALL: [Service; 2] = [Service::SystemInfo, Service::Login];
+    pub const ALL: [Service; 3] = [Service::SystemInfo, Service::Login, Service::Demographic];
 
     pub fn from_path(name: &str) -> Option<Service> {
         match name {
             "SystemInfoService" => Some(Service::SystemInfo),
             "LoginService" => Some(Service::Login),
+            "DemographicService" => Some(Service::Demographic),
             _ => None,
         }
     }
@@ -34,6 +36,7 @@ impl Service {
         match self {
             Service::SystemInfo => "SystemInfoService",
             Service::Login => "LoginService",
+            Service::Demographic => "DemographicService",
         }
     }
 }
@@ -98,6 +101,12 @@ pub async fn post(
     let result = match service {
         Service::SystemInfo => system_info::handle(&req, &jiff::Zoned::now()),
         Service::Login => login::handle(&state, &req, &client_ip(peer, &headers)).await,
+        Service::Demographic => {
+            match ws_security::authenticate(&state, &req, &client_ip(peer, &headers)).await {
+                Ok(who) => demographic::soap::handle(&state, &req, &who).await,
+                Err(fault) => Err(fault),
+            }
+        }
     };
     match result {
         Ok(body) => soap_response(StatusCode::OK, body),

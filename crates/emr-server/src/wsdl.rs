@@ -9,12 +9,14 @@ use crate::soap::Service;
 
 const SYSTEM_INFO: &str = include_str!("../wsdl/SystemInfoService.wsdl");
 const LOGIN: &str = include_str!("../wsdl/LoginService.wsdl");
+const DEMOGRAPHIC: &str = include_str!("../wsdl/DemographicService.wsdl");
 
 /// The WSDL for `service` with `location` as its `soap:address`.
 pub fn document(service: Service, location: &str) -> String {
     let template = match service {
         Service::SystemInfo => SYSTEM_INFO,
         Service::Login => LOGIN,
+        Service::Demographic => DEMOGRAPHIC,
     };
     const ATTR: &str = "<soap:address location=\"";
     let start = template
