@@ -305,7 +305,13 @@ async fn forward(
     if path.starts_with("/oscarbox/") {
         return (Page::NotFound.response(), None, 0);
     }
-    let route = Route::classify(req.method(), path);
+    let route = Route::classify(req.method(), path).single_use(
+        path,
+        req.uri().query(),
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    );
     let sticky = if settings.sticky_sessions {
         sticky_instance(req.headers())
     } else {

@@ -78,6 +78,32 @@ impl Route {
         }
     }
 
+    /// The same route for a request that carries single-use credentials: an OAuth 1.0a
+    /// signature (its nonce is spent by the first instance that checks it, so a replay would
+    /// be refused) or an OAuth handshake step (which spends a request token or verifier). Such
+    /// a request is never replayed once it may have reached an instance.
+    pub fn single_use(
+        self,
+        path: &str,
+        query: Option<&str>,
+        authorization: Option<&[u8]>,
+    ) -> Route {
+        let path = path.strip_prefix("/oscar").unwrap_or(path);
+        let oauth_header = authorization.is_some_and(|a| {
+            a.get(..6)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"oauth "))
+        });
+        let oauth_query = query.is_some_and(|q| q.contains("oauth_"));
+        if oauth_header || oauth_query || path.starts_with("/ws/oauth/") {
+            Route {
+                idempotent: false,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+
     /// How long an attempt waits for the answer's first byte. Only idempotent web service
     /// calls get the short wait; a slow page is not a dead instance (and an idempotent
     /// request waiting on an instance that gets ejected moves on at once, whatever its wait).
@@ -177,6 +203,33 @@ mod tests {
             document: Duration::from_secs(1800),
         };
         let upload = Route::classify(&Method::POST, "/ws/services/document/saveDocument");
+        let signed = Route::classify(&Method::GET, "/ws/services/demographics/7").single_use(
+            "/ws/services/demographics/7",
+            None,
+            Some(b"OAuth oauth_consumer_key=\"k\""),
+        );
+        assert!(
+            !signed.idempotent,
+            "a signed request spends its nonce: never replayed"
+        );
+        let token = Route::classify(&Method::GET, "/oscar/ws/oauth/token").single_use(
+            "/oscar/ws/oauth/token",
+            None,
+            None,
+        );
+        assert!(!token.idempotent);
+        let in_query = Route::classify(&Method::GET, "/ws/services/demographics/7").single_use(
+            "/ws/services/demographics/7",
+            Some("oauth_token=t&oauth_nonce=n"),
+            None,
+        );
+        assert!(!in_query.idempotent);
+        let session = Route::classify(&Method::GET, "/ws/rs/demographics/7").single_use(
+            "/ws/rs/demographics/7",
+            Some("x=1"),
+            Some(b"Basic abc"),
+        );
+        assert!(session.idempotent, "other GETs stay replayable");
         let download = Route::classify(&Method::GET, "/oscar/ws/services/documents/7/download");
         let api = Route::classify(&Method::GET, "/ws/services/demographics/7");
         let page = Route::classify(&Method::GET, "/oscar/provider/providercontrol.jsp");
