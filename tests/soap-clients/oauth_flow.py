@@ -69,8 +69,10 @@ def initiate(base: str, key: str, secret: str) -> tuple[str, str]:
     return token["oauth_token"], token["oauth_token_secret"]
 
 
-def authorize_page(browser: requests.Session, base: str, request_token: str) -> str:
-    """The login-and-allow page; returns its session_authenticity_token."""
+def authorize_page(browser: requests.Session, base: str, request_token: str,
+                   signed_in: bool = False) -> str:
+    """The login-and-allow page (without sign-in fields when the browser is signed in);
+    returns its session_authenticity_token."""
     response = browser.get(
         f"{base}/ws/oauth/authorize", params={"oauth_token": request_token}, timeout=TIMEOUT
     )
@@ -86,8 +88,10 @@ def authorize_page(browser: requests.Session, base: str, request_token: str) -> 
     if not authenticity or not authenticity.group(1):
         raise Failure("authorize page: no session_authenticity_token input")
     for field in ("username", "password", "pin"):
-        if not re.search(rf'name="{field}"', page):
-            raise Failure(f"authorize page: no {field} input although not logged in")
+        present = re.search(rf'name="{field}"', page) is not None
+        if present == signed_in:
+            state = "although signed in" if signed_in else "although not logged in"
+            raise Failure(f"authorize page: {field} input {'shown' if present else 'missing'} {state}")
     return html.unescape(authenticity.group(1))
 
 
@@ -113,6 +117,34 @@ def authorize(browser: requests.Session, base: str, request_token: str,
     """Leg 2: the user logs in and allows; returns the verifier from the callback redirect."""
     authenticity = authorize_page(browser, base, request_token)
     response = decide(browser, base, request_token, authenticity, user, password, pin)
+    return verifier_from(response, request_token)
+
+
+def authorize_signed_in(browser: requests.Session, base: str, request_token: str) -> str:
+    """Leg 2 for a browser that is already signed in: allow, with the session's form token.
+    The same decision with a forged form token must be refused first."""
+    authenticity = authorize_page(browser, base, request_token, signed_in=True)
+    data = {"oauth_token": request_token, "oauthDecision": "allow"}
+    forged = browser.post(
+        f"{base}/ws/oauth/authorize/decision",
+        data={**data, "session_authenticity_token": "forged"},
+        allow_redirects=False,
+        timeout=TIMEOUT,
+    )
+    if "oauth_verifier" in forged.headers.get("Location", ""):
+        raise Failure("authorize with a forged form token: redirected with an oauth_verifier")
+    expect_status("authorize with a forged form token", forged, 403)
+    response = browser.post(
+        f"{base}/ws/oauth/authorize/decision",
+        data={**data, "session_authenticity_token": authenticity},
+        allow_redirects=False,
+        timeout=TIMEOUT,
+    )
+    return verifier_from(response, request_token)
+
+
+def verifier_from(response: requests.Response, request_token: str) -> str:
+    """The verifier in the redirect to the client's callback."""
     expect_status("authorize", response, 302, 303)
     location = response.headers.get("Location", "")
     parts = urllib.parse.urlsplit(location)
@@ -221,8 +253,11 @@ def signed_headers(url: str, key: str, secret: str, access: tuple[str, str], **c
     return headers
 
 
-def expect_refused(what: str, response: requests.Response) -> None:
+def expect_refused(what: str, response: requests.Response, problem: str) -> None:
+    """A 401 that names the problem, as OSCAR's OAuth filter words it."""
     expect_status(what, response, 401)
+    if response.text.strip() != problem:
+        raise Failure(f"{what}: expected the problem {problem!r}, got {response.text.strip()[:200]!r}")
     print(f"{what}: 401")
 
 
@@ -236,7 +271,7 @@ def refuse_tampered_signature(url: str, key: str, secret: str, access: tuple[str
     headers["Authorization"] = (
         headers["Authorization"][: match.start(1)] + tampered + headers["Authorization"][match.end(1):]
     )
-    expect_refused("tampered signature", requests.get(url, headers=headers, timeout=TIMEOUT))
+    expect_refused("tampered signature", requests.get(url, headers=headers, timeout=TIMEOUT), "invalid_signature")
 
 
 def refuse_replayed_nonce(url: str, key: str, secret: str, access: tuple[str, str]) -> None:
@@ -246,24 +281,26 @@ def refuse_replayed_nonce(url: str, key: str, secret: str, access: tuple[str, st
         timestamp=str(int(time.time())),
     )
     expect_status("nonce first use", requests.get(url, headers=headers, timeout=TIMEOUT), 200)
-    expect_refused("replayed nonce", requests.get(url, headers=headers, timeout=TIMEOUT))
+    expect_refused("replayed nonce", requests.get(url, headers=headers, timeout=TIMEOUT), "nonce_used")
 
 
 def refuse_stale_timestamp(url: str, key: str, secret: str, access: tuple[str, str]) -> None:
     headers = signed_headers(url, key, secret, access, timestamp=str(int(time.time()) - 3600))
-    expect_refused("stale timestamp", requests.get(url, headers=headers, timeout=TIMEOUT))
+    expect_refused("stale timestamp", requests.get(url, headers=headers, timeout=TIMEOUT), "timestamp_refused")
 
 
 def refuse_no_authorization(url: str) -> None:
-    expect_refused("no Authorization", requests.get(url, timeout=TIMEOUT))
+    expect_refused("no Authorization", requests.get(url, timeout=TIMEOUT), "parameter_absent")
 
 
-def refuse_expired_token(base: str, key: str, secret: str, user: str, password: str, pin: str,
+def refuse_expired_token(browser: requests.Session, base: str, key: str, secret: str,
                          demographic_no: str) -> None:
-    """A client whose tokens live 2 seconds: the token works at once and is refused after 3."""
+    """A client whose tokens live 2 seconds: the token works at once and is refused after 3.
+    The browser signed in during the first flow allows it with its session."""
     try:
         request_token, request_secret = initiate(base, key, secret)
-        verifier = authorize(requests.Session(), base, request_token, user, password, pin)
+        verifier = authorize_signed_in(browser, base, request_token)
+        print("authorize signed in: ok")
         access = exchange(base, key, secret, request_token, request_secret, verifier)
     except Failure as failure:
         raise Failure(f"short-lived client: {failure}") from None
@@ -271,7 +308,7 @@ def refuse_expired_token(base: str, key: str, secret: str, user: str, password: 
     url = f"{base}/ws/services/demographics/{demographic_no}"
     expect_status("short-lived token before it expires", api.get(url, timeout=TIMEOUT), 200)
     time.sleep(3)
-    expect_refused("expired token", api.get(url, timeout=TIMEOUT))
+    expect_refused("expired token", api.get(url, timeout=TIMEOUT), "token_expired")
 
 
 def run(base: str, key: str, secret: str, short_key: str, short_secret: str,
@@ -298,7 +335,7 @@ def run(base: str, key: str, secret: str, short_key: str, short_secret: str,
     refuse_replayed_nonce(url, key, secret, access)
     refuse_stale_timestamp(url, key, secret, access)
     refuse_no_authorization(url)
-    refuse_expired_token(base, short_key, short_secret, user, password, pin, demographic_no)
+    refuse_expired_token(browser, base, short_key, short_secret, demographic_no)
 
 
 def main() -> int:

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -67,6 +67,49 @@ pub fn is_https(peer: SocketAddr, headers: &HeaderMap) -> bool {
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+/// Whether a state-changing request may come from where the browser says it comes from. A
+/// browser names the page that sent a request (`Sec-Fetch-Site`, `Origin`); a request sent by
+/// another site is refused, since a cookie alone cannot tell it from the user's own (cookies
+/// are `SameSite=Lax`, which does not cover other ports or names of the same site). Clients
+/// that are not browsers send neither header and are not affected.
+pub fn same_origin(peer: SocketAddr, headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = header("origin") else {
+        return true;
+    };
+    let Ok(origin) = url::Url::parse(origin) else {
+        return false;
+    };
+    let host = peer
+        .ip()
+        .is_loopback()
+        .then(|| header("x-forwarded-host"))
+        .flatten()
+        .or_else(|| header("host"));
+    let Some(host) = host else {
+        return false;
+    };
+    let origin_host = match (origin.host_str(), origin.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => return false,
+    };
+    origin_host.eq_ignore_ascii_case(host)
+}
+
+/// The answer to a request refused by [`same_origin`].
+pub fn cross_site() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "text/plain;charset=UTF-8")],
+        "cross-site request refused: send it from OSCAR's own pages",
+    )
+        .into_response()
 }
 
 /// The session of this request, if it is live; touches it (at most once a minute).
@@ -206,6 +249,9 @@ pub async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if !same_origin(peer, &headers) {
+        return cross_site();
+    }
     let ip = client_ip(peer, &headers);
     let fields = html::form_fields(&body);
     match sign_in(&state, &fields, &ip).await {
@@ -244,6 +290,9 @@ pub async fn logout(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
+    if !same_origin(peer, &headers) {
+        return cross_site();
+    }
     if let Some(cookie) = cookie_value(&headers) {
         let result = async {
             let mut conn = state.db.conn().await?;
@@ -276,6 +325,10 @@ pub async fn require(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe && !same_origin(peer, req.headers()) {
+        return cross_site();
+    }
     let ip = client_ip(peer, req.headers());
     match lookup(&state, req.headers(), &ip).await {
         Ok(Some(session)) => {
@@ -305,4 +358,73 @@ pub async fn purge(state: &AppState) -> Result<u64, DbError> {
     )
     .await?;
     Ok(conn.affected_rows())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn cross_site_requests_are_told_from_same_origin_ones() {
+        let lan: SocketAddr = "192.0.2.7:5000".parse().expect("addr");
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        assert!(same_origin(lan, &headers(&[])), "not a browser");
+        assert!(same_origin(
+            lan,
+            &headers(&[("sec-fetch-site", "same-origin")])
+        ));
+        assert!(!same_origin(
+            lan,
+            &headers(&[("sec-fetch-site", "cross-site")])
+        ));
+        assert!(!same_origin(
+            lan,
+            &headers(&[("sec-fetch-site", "same-site")])
+        ));
+        assert!(same_origin(
+            lan,
+            &headers(&[
+                ("host", "box.local:8443"),
+                ("origin", "https://box.local:8443")
+            ])
+        ));
+        assert!(!same_origin(
+            lan,
+            &headers(&[
+                ("host", "box.local:8443"),
+                ("origin", "https://box.local:9443")
+            ])
+        ));
+        assert!(!same_origin(
+            lan,
+            &headers(&[("host", "box.local"), ("origin", "null")])
+        ));
+        assert!(same_origin(
+            proxy,
+            &headers(&[
+                ("host", "127.0.0.1:8081"),
+                ("x-forwarded-host", "box.local"),
+                ("origin", "https://box.local")
+            ])
+        ));
+        assert!(
+            !same_origin(
+                lan,
+                &headers(&[
+                    ("host", "127.0.0.1:8081"),
+                    ("x-forwarded-host", "box.local"),
+                    ("origin", "https://box.local")
+                ])
+            ),
+            "forwarded headers count only from the proxy"
+        );
+    }
 }

@@ -235,6 +235,7 @@ async fn oauth_rest_and_soap_clients_read_the_same_patient() -> anyhow::Result<(
         "replayed nonce: 401",
         "stale timestamp: 401",
         "no Authorization: 401",
+        "authorize signed in: ok",
         "expired token: 401",
     ] {
         assert!(
@@ -526,6 +527,20 @@ async fn documents_stream_both_ways_in_flat_memory_and_refuse_bad_names() -> any
         .send()
         .await?;
     assert_eq!(unknown.status(), 404);
+    // Declared too large: refused before a byte of the body is read.
+    let declared = format!(
+        "POST /ws/rs/demographics/{id}/documents?fileName=big.pdf HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nContent-Length: {}\r\n\r\n",
+        emr.addr,
+        200 * MIB
+    );
+    let mut raw = tokio::net::TcpStream::connect(emr.addr).await?;
+    tokio::io::AsyncWriteExt::write_all(&mut raw, declared.as_bytes()).await?;
+    let mut head = vec![0u8; 64];
+    let n = tokio::io::AsyncReadExt::read(&mut raw, &mut head).await?;
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    // Streamed past the limit without a declared length: cut off (413, or the connection
+    // closed under the sender), and nothing kept.
     let big = futures_util::stream::iter(chunks(111, 2).map(Ok::<_, std::io::Error>));
     let resp = c
         .post(upload_url("big.pdf"))

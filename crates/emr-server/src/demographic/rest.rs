@@ -235,12 +235,9 @@ fn invalid(errors: Vec<json::FieldError>) -> Response {
 
 /// Which fields a change touched, by column, for the audit row (names only, never values).
 fn changed_columns(before: &Demographic, after: &Demographic) -> String {
-    before
-        .write_columns()
+    store::changes(before, after)
         .into_iter()
-        .zip(after.write_columns())
-        .filter(|((_, a), (_, b))| a != b)
-        .map(|((name, _), _)| name)
+        .map(|(name, _)| name)
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -322,7 +319,7 @@ pub async fn update(
             }
         };
         after.last_update_user = who.provider_no.clone();
-        store::update(&mut tx, &after).await?;
+        store::update(&mut tx, &before, &after).await?;
         let mut entry = who.audit(audit::UPDATE, audit::DEMOGRAPHIC);
         entry.content_id = Some(id.to_string());
         entry.demographic_no = Some(id);

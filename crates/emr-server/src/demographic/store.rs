@@ -9,6 +9,11 @@ use oscar_emr_api::ProviderTo1;
 use super::record::{self, Demographic, SELECT_COLUMNS};
 use crate::db::DbError;
 
+/// OSCAR's inactive patient statuses (inactive, deceased, moved, fired, ...): a patient with any
+/// other status, a clinic's own included, counts as active.
+const ACTIVE: &str =
+    "(patient_status IS NULL OR patient_status NOT IN ('IN', 'DE', 'IC', 'ID', 'MO', 'FI'))";
+
 /// `quickSearch` answers at most this many rows (OSCAR: "first 10"), with the full count.
 pub const QUICK_SEARCH_ROWS: usize = 10;
 
@@ -146,47 +151,30 @@ pub async fn quick_search(
     conn: &mut Conn,
     query: &QuickQuery<'_>,
 ) -> Result<(Vec<Demographic>, i64), DbError> {
-    let (clause, a, b): (&str, String, Option<String>) = match query {
-        QuickQuery::Address(t) => ("address LIKE ?", like_prefix(t), None),
-        QuickQuery::ChartNo(t) => ("chart_no LIKE ?", like_prefix(t), None),
-        QuickQuery::Name { last, first } => (
-            "last_name LIKE ? AND (? IS NULL OR first_name LIKE ?)",
-            like_prefix(last),
-            first.map(like_prefix),
+    let (clause, params): (&str, Vec<mysql_async::Value>) = match query {
+        QuickQuery::Address(t) => ("address LIKE ?", vec![like_prefix(t).into()]),
+        QuickQuery::ChartNo(t) => ("chart_no LIKE ?", vec![like_prefix(t).into()]),
+        QuickQuery::Name { last, first: None } => {
+            ("last_name LIKE ?", vec![like_prefix(last).into()])
+        }
+        QuickQuery::Name {
+            last,
+            first: Some(first),
+        } => (
+            "last_name LIKE ? AND first_name LIKE ?",
+            vec![like_prefix(last).into(), like_prefix(first).into()],
         ),
     };
-    let active = "patient_status = 'AC'";
-    let (rows, total): (Vec<Row>, Option<i64>) = if b.is_some()
-        || matches!(query, QuickQuery::Name { .. })
-    {
-        let rows = conn
-            .exec(
-                format!("SELECT {SELECT_COLUMNS} FROM demographic WHERE {clause} AND {active} ORDER BY last_name, first_name, demographic_no LIMIT {QUICK_SEARCH_ROWS}"),
-                (&a, &b, &b),
-            )
-            .await?;
-        let total = conn
-            .exec_first(
-                format!("SELECT COUNT(*) FROM demographic WHERE {clause} AND {active}"),
-                (&a, &b, &b),
-            )
-            .await?;
-        (rows, total)
-    } else {
-        let rows = conn
-            .exec(
-                format!("SELECT {SELECT_COLUMNS} FROM demographic WHERE {clause} AND {active} ORDER BY last_name, first_name, demographic_no LIMIT {QUICK_SEARCH_ROWS}"),
-                (&a,),
-            )
-            .await?;
-        let total = conn
-            .exec_first(
-                format!("SELECT COUNT(*) FROM demographic WHERE {clause} AND {active}"),
-                (&a,),
-            )
-            .await?;
-        (rows, total)
-    };
+    let filter = format!("WHERE {clause} AND {ACTIVE}");
+    let rows: Vec<Row> = conn
+        .exec(
+            format!("SELECT {SELECT_COLUMNS} FROM demographic {filter} ORDER BY last_name, first_name, demographic_no LIMIT {QUICK_SEARCH_ROWS}"),
+            params.clone(),
+        )
+        .await?;
+    let total: Option<i64> = conn
+        .exec_first(format!("SELECT COUNT(*) FROM demographic {filter}"), params)
+        .await?;
     Ok((decode(rows)?, total.unwrap_or(0)))
 }
 
@@ -217,17 +205,36 @@ pub async fn insert(tx: &mut Transaction<'_>, d: &Demographic) -> Result<i32, Db
         .ok_or_else(|| DbError::Row("no patient number was assigned".into()))
 }
 
-/// Writes every column of `d` over its row.
-pub async fn update(tx: &mut Transaction<'_>, d: &Demographic) -> Result<(), DbError> {
-    let cols = written(d);
-    let sets: Vec<String> = cols.iter().map(|(n, _)| format!("`{n}` = ?")).collect();
-    let mut values: Vec<mysql_async::Value> = cols.into_iter().map(|(_, v)| v).collect();
-    values.push(d.demographic_no.into());
+/// The columns whose values differ from `before` to `after`, with the new values.
+pub fn changes(
+    before: &Demographic,
+    after: &Demographic,
+) -> Vec<(&'static str, mysql_async::Value)> {
+    written(before)
+        .into_iter()
+        .zip(written(after))
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|(_, new)| new)
+        .collect()
+}
+
+/// Writes the columns that differ between `before` (as read, under the row lock) and `after`.
+/// Columns the client did not change are not written back: a value read lossily (bytes of an
+/// imported OSCAR that are not UTF-8, a zero date) stays as it is in the database.
+pub async fn update(
+    tx: &mut Transaction<'_>,
+    before: &Demographic,
+    after: &Demographic,
+) -> Result<(), DbError> {
+    let changed = changes(before, after);
+    let sets: String = changed
+        .iter()
+        .map(|(n, _)| format!("`{n}` = ?, "))
+        .collect();
+    let mut values: Vec<mysql_async::Value> = changed.into_iter().map(|(_, v)| v).collect();
+    values.push(after.demographic_no.into());
     tx.exec_drop(
-        format!(
-            "UPDATE demographic SET {}, lastUpdateDate = NOW() WHERE demographic_no = ?",
-            sets.join(", ")
-        ),
+        format!("UPDATE demographic SET {sets}lastUpdateDate = NOW() WHERE demographic_no = ?"),
         values,
     )
     .await?;

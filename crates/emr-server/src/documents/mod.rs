@@ -185,7 +185,7 @@ pub async fn upload(
     }
     let content_type = content_type(&req);
     let dir = state.config.emr.documents_dir.clone();
-    let mut body = req.into_body().into_data_stream();
+    let body = req.into_body().into_data_stream();
     // OSCAR's naming repeats when one file name is uploaded twice within a second: take the
     // first free second. Two identical uploads racing for it get `Exists` from the store
     // (which never replaces a file), and the loser is told to try again.
@@ -203,69 +203,27 @@ pub async fn upload(
             .unwrap_or_else(|_| now.clone());
         name = store::stored_name(&at, original);
     }
-    let stored = match store::store(&dir, &name, &mut body, limit).await {
-        Ok(s) => s,
-        Err(store::StoreError::Exists) => {
-            return refuse(
-                StatusCode::CONFLICT,
-                "a document of this name is being stored at this moment; send it again",
-            )
-        }
-        Err(store::StoreError::TooLarge { limit }) => return too_large(limit),
-        Err(e @ store::StoreError::Body(_)) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("the upload did not complete: {e}"),
-            )
-        }
+    // Storing and recording run as their own task: if the client goes away or the instance
+    // stops mid-way, the step under way still finishes or cleans up; a dropped handler cannot
+    // leave a file without its rows half-way through.
+    let upload = Upload {
+        patient: id,
+        name,
+        content_type,
+        doc_type: doc_type.to_owned(),
+        description: description.to_owned(),
+        limit,
+    };
+    let task = tokio::spawn(store_and_record(state.clone(), who, upload, body));
+    let document_no = match task.await {
+        Ok(Ok(n)) => n,
+        Ok(Err(resp)) => return resp,
         Err(e) => {
-            tracing::error!(document_of = id, "failed to store a document: {e}");
+            tracing::error!("an upload task failed: {e}");
             return refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the document could not be stored",
             );
-        }
-    };
-    let creator = who.provider_no.clone().unwrap_or_default();
-    let result = async {
-        let mut conn = state.db.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        tx.exec_drop(
-            "INSERT INTO document (doctype, docdesc, docfilename, doccreator, responsible, source, updatedatetime,
-                                   status, contenttype, contentdatetime, public1, observationdate, restrictToProgram, receivedDate)
-             VALUES (?, ?, ?, ?, ?, 'OSCAR Box', NOW(), 'A', ?, NOW(), 0, CURDATE(), 0, CURDATE())",
-            (doc_type, description, &stored.file_name, &creator, &creator, &content_type),
-        )
-        .await?;
-        let document_no = tx
-            .last_insert_id()
-            .and_then(|n| i32::try_from(n).ok())
-            .ok_or_else(|| DbError::Row("no document number was assigned".into()))?;
-        tx.exec_drop(
-            "INSERT INTO ctl_document (module, module_id, document_no, status) VALUES ('demographic', ?, ?, 'A')",
-            (id, document_no),
-        )
-        .await?;
-        tx.exec_drop(
-            "INSERT INTO oscarbox_document_file (document_no, sha256, size) VALUES (?, ?, ?)",
-            (document_no, &stored.sha256, stored.size),
-        )
-        .await?;
-        let mut entry = who.audit(audit::ADD, audit::DOCUMENT);
-        entry.content_id = Some(document_no.to_string());
-        entry.demographic_no = Some(id);
-        entry.data = Some(format!("upload, {} bytes", stored.size));
-        audit::write_in(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok::<_, DbError>(document_no)
-    }
-    .await;
-    let document_no = match result {
-        Ok(n) => n,
-        Err(e) => {
-            // No row points at the file: remove it, so that nothing unrecorded stays behind.
-            remove_file(dir, stored.file_name).await;
-            return unavailable(&e);
         }
     };
     match find(&state, document_no).await {
@@ -275,6 +233,115 @@ pub async fn upload(
         )),
         Err(e) => unavailable(&e),
     }
+}
+
+/// One upload's particulars, checked.
+#[derive(Debug)]
+struct Upload {
+    patient: i32,
+    name: String,
+    content_type: String,
+    doc_type: String,
+    description: String,
+    limit: u64,
+}
+
+async fn store_and_record(
+    state: AppState,
+    who: Principal,
+    up: Upload,
+    mut body: axum::body::BodyDataStream,
+) -> Result<i32, Response> {
+    let dir = state.config.emr.documents_dir.clone();
+    let stored = match store::store(&dir, &up.name, &mut body, up.limit).await {
+        Ok(s) => s,
+        Err(store::StoreError::Exists) => {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                "a document of this name is being stored at this moment; send it again",
+            ))
+        }
+        Err(store::StoreError::TooLarge { limit }) => return Err(too_large(limit)),
+        Err(e @ store::StoreError::Body(_)) => {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                format!("the upload did not complete: {e}"),
+            ))
+        }
+        Err(e) => {
+            tracing::error!(document_of = up.patient, "failed to store a document: {e}");
+            return Err(refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the document could not be stored",
+            ));
+        }
+    };
+    match record(&state, &who, &up, &stored).await {
+        Ok(n) => Ok(n),
+        Err(e) => {
+            // A commit whose answer was lost (the connection broke, the database failed over)
+            // may have happened: remove the file only when no row names it.
+            match recorded(&state, &stored.file_name).await {
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => remove_file(dir, stored.file_name).await,
+                Err(check) => tracing::error!(
+                    "failed to learn whether an upload was recorded ({check}); its file is kept for the document check"
+                ),
+            }
+            Err(unavailable(&e))
+        }
+    }
+}
+
+/// Writes the document's rows and its audit row in one transaction.
+async fn record(
+    state: &AppState,
+    who: &Principal,
+    up: &Upload,
+    stored: &store::Stored,
+) -> Result<i32, DbError> {
+    let creator = who.provider_no.clone().unwrap_or_default();
+    let mut conn = state.db.conn().await?;
+    let mut tx = conn.start_transaction(TxOpts::default()).await?;
+    tx.exec_drop(
+        "INSERT INTO document (doctype, docdesc, docfilename, doccreator, responsible, source, updatedatetime,
+                               status, contenttype, contentdatetime, public1, observationdate, restrictToProgram, receivedDate)
+         VALUES (?, ?, ?, ?, ?, 'OSCAR Box', NOW(), 'A', ?, NOW(), 0, CURDATE(), 0, CURDATE())",
+        (&up.doc_type, &up.description, &stored.file_name, &creator, &creator, &up.content_type),
+    )
+    .await?;
+    let document_no = tx
+        .last_insert_id()
+        .and_then(|n| i32::try_from(n).ok())
+        .ok_or_else(|| DbError::Row("no document number was assigned".into()))?;
+    tx.exec_drop(
+        "INSERT INTO ctl_document (module, module_id, document_no, status) VALUES ('demographic', ?, ?, 'A')",
+        (up.patient, document_no),
+    )
+    .await?;
+    tx.exec_drop(
+        "INSERT INTO oscarbox_document_file (document_no, sha256, size) VALUES (?, ?, ?)",
+        (document_no, &stored.sha256, stored.size),
+    )
+    .await?;
+    let mut entry = who.audit(audit::ADD, audit::DOCUMENT);
+    entry.content_id = Some(document_no.to_string());
+    entry.demographic_no = Some(up.patient);
+    entry.data = Some(format!("upload, {} bytes", stored.size));
+    audit::write_in(&mut tx, entry).await?;
+    tx.commit().await?;
+    Ok(document_no)
+}
+
+/// The document row that names `file_name`, if one committed.
+async fn recorded(state: &AppState, file_name: &str) -> Result<Option<i32>, DbError> {
+    let mut conn = state.db.conn().await?;
+    Ok(conn
+        .exec_first(
+            "SELECT document_no FROM document WHERE docfilename = ? LIMIT 1",
+            (file_name,),
+        )
+        .await?)
 }
 
 async fn patients_exists(state: &AppState, id: i32) -> Result<bool, DbError> {

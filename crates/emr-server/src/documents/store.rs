@@ -461,9 +461,21 @@ pub fn clean_stale_uploads(dir: &Path, older_than: Duration) -> io::Result<usize
 /// [`StoreError::NotFound`].
 pub async fn open(dir: &Path, file_name: &str) -> Result<(tokio::fs::File, u64), StoreError> {
     check_stored_name(file_name)?;
-    let file = match tokio::fs::File::open(dir.join(file_name)).await {
+    // Not through a symbolic link (a planted link could serve any file the EMR may read), and
+    // without blocking on a FIFO; the non-blocking flag is harmless for a regular file.
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let opened = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(dir.join(file_name))
+        .await;
+    let file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+        // ELOOP: the name is a symbolic link.
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
+            return Err(StoreError::NotFound)
+        }
         Err(e) => return Err(io_error("open a document file")(e)),
     };
     // The metadata of the open file, not of the name, so a rename in between cannot mislead.
@@ -789,6 +801,23 @@ mod tests {
             .await
             .expect_err("a directory is no document");
         assert!(matches!(directory, StoreError::NotFound), "{directory}");
+
+        // A planted link to a file outside the directory is not followed, nor a FIFO waited on.
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("20261123161504link.pdf"))
+            .expect("symlink");
+        let link = open(dir.path(), "20261123161504link.pdf")
+            .await
+            .expect_err("a symbolic link is no document");
+        assert!(matches!(link, StoreError::NotFound), "{link}");
+        nix::unistd::mkfifo(
+            &dir.path().join("20261123161505fifo.pdf"),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .expect("mkfifo");
+        let fifo = open(dir.path(), "20261123161505fifo.pdf")
+            .await
+            .expect_err("a FIFO is no document");
+        assert!(matches!(fifo, StoreError::NotFound), "{fifo}");
 
         for bad in [
             "../etc/passwd",

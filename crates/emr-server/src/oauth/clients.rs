@@ -36,6 +36,8 @@ pub struct Listed {
 pub enum ClientError {
     #[error("a client named {0:?} already exists; choose another name or remove it first")]
     NameTaken(String),
+    #[error("--uri {0:?} is not an absolute http(s) address such as https://booking.example/ (callbacks must start with it)")]
+    BadUri(String),
     #[error("no client with key {0:?}; `oscar-emr oauth-client list` shows the registered ones")]
     NoSuchKey(String),
     #[error("{0}")]
@@ -55,6 +57,9 @@ pub async fn add(
     uri: Option<&str>,
     lifetime_secs: i64,
 ) -> Result<(String, String), ClientError> {
+    if let Some(u) = uri.filter(|u| super::http_url(u).is_none() || u.len() > 255) {
+        return Err(ClientError::BadUri(u.to_owned()));
+    }
     let mut conn = db.conn().await?;
     let taken: Option<i32> = conn
         .exec_first("SELECT id FROM ServiceClient WHERE name = ?", (name,))

@@ -223,16 +223,24 @@ async fn check_signed(
             let Some(id) = params.token.as_deref() else {
                 return Err(Refusal::InvalidToken);
             };
-            let row: Option<(i32, String, i64, i64, Option<String>, i64)> = conn
+            // The token acts for a provider: it is good only while a usable account of that
+            // provider exists, so expiring the account ends its applications' access too.
+            let row: Option<(i32, String, i64, i64, Option<String>, i64, i64)> = conn
                 .exec_first(
-                    "SELECT id, tokenSecret, lifetime, issued, providerNo, UNIX_TIMESTAMP()
-                     FROM ServiceAccessToken WHERE tokenId = ? AND clientId = ?",
+                    "SELECT t.id, t.tokenSecret, t.lifetime, t.issued, t.providerNo, UNIX_TIMESTAMP(),
+                            EXISTS (SELECT 1 FROM security s JOIN provider p ON p.provider_no = s.provider_no
+                                    WHERE s.provider_no = t.providerNo AND p.status = '1'
+                                      AND (s.date_ExpireDate IS NULL OR s.date_ExpireDate >= CURDATE()))
+                     FROM ServiceAccessToken t WHERE t.tokenId = ? AND t.clientId = ?",
                     (id, client.id),
                 )
                 .await?;
-            let Some((id, secret, lifetime, issued, provider_no, now)) = row else {
+            let Some((id, secret, lifetime, issued, provider_no, now, usable)) = row else {
                 return Err(Refusal::InvalidToken);
             };
+            if usable == 0 {
+                return Err(Refusal::TokenExpired);
+            }
             // CXF's `OAuthUtils.isExpired`: -1 lives forever, anything else from `issued`.
             if lifetime != -1 && issued.saturating_add(lifetime) < now {
                 return Err(Refusal::TokenExpired);
@@ -301,24 +309,41 @@ fn form_response(pairs: &[(&str, &str)]) -> Response {
 }
 
 /// Whether `callback` may receive this client's verifiers: `oob`, or an absolute http(s) URL
-/// under the client's registered URI (when it registered one).
+/// on the client's registered origin (scheme, host and port exactly) and under its path, when
+/// it registered one. Compared parsed, not as text: `https://app.example@evil.example/` and
+/// `https://app.example.evil.example/` start with `https://app.example` too.
 fn callback_allowed(client: &Client, callback: &str) -> bool {
     if callback == "oob" {
         return true;
     }
-    let lower = callback.to_ascii_lowercase();
-    if !(lower.starts_with("https://") || lower.starts_with("http://"))
-        || callback.len() > 255
-        || callback
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace())
-    {
+    if callback.len() > 255 {
         return false;
     }
+    let Some(cb) = http_url(callback) else {
+        return false;
+    };
     match client.uri.as_deref().filter(|u| !u.is_empty()) {
-        Some(uri) => callback.starts_with(uri),
+        Some(registered) => http_url(registered).is_some_and(|reg| {
+            let base = reg.path().trim_end_matches('/');
+            cb.origin() == reg.origin()
+                && (cb.path() == base
+                    || cb
+                        .path()
+                        .strip_prefix(base)
+                        .is_some_and(|rest| rest.starts_with('/')))
+        }),
         None => true,
     }
+}
+
+/// An absolute http(s) URL without credentials, or `None`.
+pub fn http_url(text: &str) -> Option<url::Url> {
+    let u = url::Url::parse(text).ok()?;
+    let ok = matches!(u.scheme(), "http" | "https")
+        && u.host().is_some()
+        && u.username().is_empty()
+        && u.password().is_none();
+    ok.then_some(u)
 }
 
 /// `GET|POST /ws/oauth/initiate`: a request token for a client.
@@ -385,6 +410,7 @@ pub async fn initiate(
 #[derive(Debug)]
 struct Pending {
     id: i32,
+    client_id: i32,
     secret: String,
     callback: String,
     client_name: String,
@@ -392,21 +418,24 @@ struct Pending {
 
 async fn pending(state: &AppState, token: &str) -> Result<Option<Pending>, DbError> {
     let mut conn = state.db.conn().await?;
-    let row: Option<(i32, String, String, String)> = conn
+    let row: Option<(i32, i32, String, String, String)> = conn
         .exec_first(
-            "SELECT t.id, t.tokenSecret, t.callback, c.name
+            "SELECT t.id, c.id, t.tokenSecret, t.callback, c.name
              FROM ServiceRequestToken t JOIN ServiceClient c ON c.id = t.clientId
              WHERE t.tokenId = ? AND t.verifier IS NULL
                AND t.dateCreated > NOW() - INTERVAL ? SECOND",
             (token, REQUEST_TOKEN_LIFETIME_SECS),
         )
         .await?;
-    Ok(row.map(|(id, secret, callback, client_name)| Pending {
-        id,
-        secret,
-        callback,
-        client_name,
-    }))
+    Ok(
+        row.map(|(id, client_id, secret, callback, client_name)| Pending {
+            id,
+            client_id,
+            secret,
+            callback,
+            client_name,
+        }),
+    )
 }
 
 /// The anti-forgery value of a consent form shown to someone not yet signed in: derived from
@@ -527,6 +556,9 @@ pub async fn decision(
     body: Bytes,
 ) -> Response {
     let action = uri.path().to_owned();
+    if !session::same_origin(peer, &headers) {
+        return session::cross_site();
+    }
     let fields = html::form_fields(&body);
     let ip = client_ip(peer, &headers);
     let Some(token) = html::field(&fields, "oauth_token") else {
@@ -600,25 +632,40 @@ pub async fn decision(
             Err(e) => return Refusal::Db(e).into_response(),
         }
     };
+    if principal.provider_no.is_none() {
+        return consent_page(
+            StatusCode::FORBIDDEN,
+            &action,
+            token,
+            &p,
+            None,
+            Some("This account is not a provider's, so it cannot give an application access to records."),
+        );
+    }
     let allow = html::field(&fields, "oauthDecision") == Some("allow");
     let verifier = session::random_token();
     let result = async {
         let mut conn = state.db.conn().await?;
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
         if allow {
-            conn.exec_drop(
+            tx.exec_drop(
                 "UPDATE ServiceRequestToken SET verifier = ?, providerNo = ? WHERE id = ? AND verifier IS NULL",
                 (&verifier, &principal.provider_no, p.id),
             )
             .await?;
         } else {
-            conn.exec_drop("DELETE FROM ServiceRequestToken WHERE id = ?", (p.id,))
+            tx.exec_drop("DELETE FROM ServiceRequestToken WHERE id = ?", (p.id,))
                 .await?;
         }
-        let decided = conn.affected_rows() == 1;
+        if tx.affected_rows() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         let mut entry = principal.audit(if allow { "oauth allow" } else { "oauth deny" }, "ServiceClient");
-        entry.content_id = Some(p.client_name.clone());
-        crate::audit::write(&state.db, entry).await?;
-        Ok::<_, DbError>(decided)
+        entry.content_id = Some(p.client_id.to_string());
+        crate::audit::write_in(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok::<_, Refusal>(true)
     }
     .await;
     let mut resp = match result {
@@ -642,7 +689,7 @@ pub async fn decision(
             &p.callback,
             &[("oauth_token", token), ("oauth_problem", "user_refused")],
         )),
-        Err(e) => Refusal::Db(e).into_response(),
+        Err(r) => r.into_response(),
     };
     if let Some(cookie) = new_cookie {
         let max_age = state.config.emr.session_max_age.as_secs();
@@ -655,7 +702,8 @@ pub async fn decision(
 }
 
 /// `GET|POST /ws/oauth/token`: exchanges an authorized request token and its verifier for an
-/// access token. The request token is used up either way.
+/// access token. A successful exchange uses the request token up; a wrong verifier does not
+/// (the signature already proved the client, and the verifier is 256 random bits).
 pub async fn token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
