@@ -1,4 +1,4 @@
-//! `oscarbox-bench emr|watchdog|proxy`: figures that the issues set targets for.
+//! `oscarbox-bench emr|watchdog|proxy|clinical`: figures that the issues set targets for.
 //!
 //! `emr`: one `oscar-emr` instance on a real MariaDB:
 //! - time from process start to its first `alive` (fresh database, then a restart);
@@ -13,6 +13,11 @@
 //! terminating TLS: saturation throughput, latency added at a fixed rate, and a hang (see
 //! [`proxy`]).
 //!
+//! `clinical`: one instance's clinical API: SOAP `getDemographic` and REST
+//! `GET /ws/rs/demographics/{id}` under `wrk` beside `isAlive` at the same concurrency, and a
+//! 100 MiB document's upload and download rates and peak RSS beside the disk's own rate (see
+//! [`clinical`]).
+//!
 //! Prints a table; asserts nothing. Run it through `scripts/bench`, which builds in release.
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
@@ -23,6 +28,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use oscarbox_test_harness::{is_alive, Emr, EmrConfig, MariaDb, Signal, Watchdog, IS_ALIVE};
 
+mod clinical;
 mod proxy;
 
 fn beside_me(name: &str) -> anyhow::Result<PathBuf> {
@@ -62,22 +68,76 @@ fn rss_kib(pid: i32) -> anyhow::Result<u64> {
 
 #[derive(Debug, Default)]
 struct WrkFigures {
+    /// Requests completed in the run, whatever their status.
+    requests: u64,
     requests_per_sec: f64,
     p50: String,
     p99: String,
     errors: String,
 }
 
-/// What `wrk` sends: a POST of the SOAP `isAlive` envelope, or a plain GET.
+/// What `wrk` sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WrkRequest {
+enum WrkRequest<'a> {
+    /// A POST of the SOAP `isAlive` envelope.
     IsAlive,
+    /// A plain GET.
     Get,
+    /// A GET with these headers (name, value).
+    GetWith(&'a [(&'a str, &'a str)]),
+    /// A POST of this SOAP envelope, with `SOAPAction: ""` as SOAP clients send it.
+    Soap(&'a str),
+}
+
+impl WrkRequest<'_> {
+    /// The Lua script that makes `wrk` send this; `None` for a plain GET.
+    fn script(&self) -> Option<String> {
+        let soap = |body: &str| {
+            format!(
+                "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"text/xml; charset=UTF-8\"\nwrk.body = {}\n",
+                lua_string(body)
+            )
+        };
+        match *self {
+            WrkRequest::Get => None,
+            WrkRequest::IsAlive => Some(soap(IS_ALIVE)),
+            WrkRequest::Soap(body) => Some(soap(body) + "wrk.headers[\"SOAPAction\"] = '\"\"'\n"),
+            // Spaces inside the index brackets: `t[[[x]]]` is a call of `t` with a long string.
+            WrkRequest::GetWith(headers) => Some(
+                headers
+                    .iter()
+                    .map(|(name, value)| {
+                        format!(
+                            "wrk.headers[ {} ] = {}\n",
+                            lua_string(name),
+                            lua_string(value)
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// `s` as a Lua long string, `[==[…]==]`, with as many `=` as it takes to hold `s` verbatim.
+fn lua_string(s: &str) -> String {
+    let mut level = String::new();
+    // The first closing bracket must be the one after `s`, not one in it or across its end.
+    while format!("{s}]{level}]").find(&format!("]{level}]")) != Some(s.len()) {
+        level.push('=');
+    }
+    // Lua drops a newline right after the opening bracket: one more keeps `s`'s own.
+    let newline = if s.starts_with(['\n', '\r']) {
+        "\n"
+    } else {
+        ""
+    };
+    format!("[{level}[{newline}{s}]{level}]")
 }
 
 async fn wrk(
     url: &str,
-    request: WrkRequest,
+    request: WrkRequest<'_>,
     threads: u32,
     connections: u32,
     seconds: u32,
@@ -88,23 +148,16 @@ async fn wrk(
         .arg(format!("-d{seconds}s"))
         .arg("--latency");
     let script = std::env::temp_dir().join(format!("oscarbox-bench-{}.lua", std::process::id()));
-    if request == WrkRequest::IsAlive {
-        std::fs::write(
-            &script,
-            format!(
-                "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"text/xml; charset=UTF-8\"\nwrk.body = [[{IS_ALIVE}]]\n"
-            ),
-        )?;
+    let lua = request.script();
+    if let Some(lua) = &lua {
+        std::fs::write(&script, lua)?;
         cmd.arg("-s").arg(&script);
     }
-    let out = cmd
-        .arg(url)
-        .output()
-        .await
-        .context("run wrk (apt-get install wrk, or scripts/install-deps)")?;
-    if request == WrkRequest::IsAlive {
+    let out = cmd.arg(url).output().await;
+    if lua.is_some() {
         let _ = std::fs::remove_file(&script);
     }
+    let out = out.context("run wrk (apt-get install wrk, or scripts/install-deps)")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
@@ -114,14 +167,20 @@ async fn wrk(
         ..WrkFigures::default()
     };
     for line in text.lines().map(str::trim) {
-        if let Some(v) = line.strip_prefix("Requests/sec:") {
+        if let Some((n, _)) = line.split_once(" requests in ") {
+            f.requests = n.trim().parse().unwrap_or(0);
+        } else if let Some(v) = line.strip_prefix("Requests/sec:") {
             f.requests_per_sec = v.trim().parse().unwrap_or(0.0);
         } else if let Some(v) = line.strip_prefix("50%") {
             f.p50 = v.trim().to_owned();
         } else if let Some(v) = line.strip_prefix("99%") {
             f.p99 = v.trim().to_owned();
         } else if line.starts_with("Non-2xx") || line.starts_with("Socket errors") {
-            f.errors = line.to_owned();
+            if f.errors == "none" {
+                f.errors = line.to_owned();
+            } else {
+                f.errors = format!("{}; {line}", f.errors);
+            }
         }
     }
     Ok(f)
@@ -293,15 +352,18 @@ async fn main() -> anyhow::Result<()> {
         Some("emr") => bench_emr().await,
         Some("watchdog") => bench_watchdog().await,
         Some("proxy") => proxy::bench().await,
+        Some("clinical") => clinical::bench().await,
         None => {
             bench_emr().await?;
             println!();
             bench_watchdog().await?;
             println!();
-            proxy::bench().await
+            proxy::bench().await?;
+            println!();
+            clinical::bench().await
         }
         Some(other) => {
-            bail!("unknown benchmark {other:?}: expected `emr`, `watchdog` or `proxy`")
+            bail!("unknown benchmark {other:?}: expected `emr`, `watchdog`, `proxy` or `clinical`")
         }
     }
 }
