@@ -307,6 +307,42 @@ pub(crate) async fn reserve_attempt(
     Ok(true)
 }
 
+/// Whether `user` is locked out now, without counting an attempt.
+pub(crate) async fn is_locked(
+    state: &AppState,
+    conn: &mut Conn,
+    user: &str,
+) -> Result<bool, CheckError> {
+    let row: Option<(u32, i64, Option<i64>, i64)> = conn
+        .exec_first(
+            "SELECT failures, UNIX_TIMESTAMP(first_failure), UNIX_TIMESTAMP(locked_until), UNIX_TIMESTAMP()
+             FROM oscarbox_login_failure WHERE user_name = ?",
+            (user,),
+        )
+        .await?;
+    Ok(
+        row.is_some_and(|(failures, first_failure, locked_until, now)| {
+            state.lockout.is_locked(
+                Some(&FailureState {
+                    failures,
+                    first_failure,
+                    locked_until,
+                }),
+                now,
+            )
+        }),
+    )
+}
+
+/// Counts one failed attempt against `user` (after the fact, unlike [`reserve_attempt`]).
+pub(crate) async fn record_failure(
+    state: &AppState,
+    conn: &mut Conn,
+    user: &str,
+) -> Result<(), CheckError> {
+    reserve_attempt(state, conn, user).await.map(drop)
+}
+
 /// Writes OSCAR's audit row: `WS_LOGIN_SUCCESS` with the provider, `WS_LOGIN_FAILURE` with
 /// only the address. A failure to audit is logged, never hidden.
 pub(crate) async fn audit(state: &AppState, provider_no: Option<&str>, action: &str, ip: &str) {

@@ -47,7 +47,7 @@ pub async fn authenticate(state: &AppState, req: &Request, ip: &str) -> Result<P
 }
 
 /// The account for `username` (a `security_no`) if `password` is its current token or its
-/// password. Password guesses go through the same lockout as sign-ins; the token, derived
+/// password. Wrong passwords count toward the same lockout as sign-ins; the token, derived
 /// from the stored hash, is checked first and costs nothing.
 async fn check(
     state: &AppState,
@@ -76,12 +76,16 @@ async fn check(
     if bool::from(token.as_bytes().ct_eq(password.as_bytes())) {
         return Ok(Some((security_no, provider_no)));
     }
-    if !login::reserve_attempt(state, &mut conn, &user_name).await? {
+    // Unlike an interactive sign-in, an integrator may send its password with many calls at
+    // once: counting each before it is checked would lock the account under its own load. So
+    // only failures count here; guesses sent in parallel gain at most the few hashing slots.
+    if login::is_locked(state, &mut conn, &user_name).await? {
         return Ok(None);
     }
     let pw = password.to_owned();
     let verified = auth::hashing(move || auth::verify_password(&stored, &pw)).await?;
     if !verified.ok {
+        login::record_failure(state, &mut conn, &user_name).await?;
         return Ok(None);
     }
     conn.exec_drop(

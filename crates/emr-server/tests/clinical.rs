@@ -705,3 +705,42 @@ async fn bad_input_is_answered_4xx_or_a_fault_and_changes_nothing() -> anyhow::R
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_password_sent_with_many_calls_at_once_does_not_lock_the_account() -> anyhow::Result<()> {
+    let db = MariaDb::start().await?;
+    // login-max-failures = 3 in the test configuration.
+    let cfg = db.write_config(1, "")?;
+    let emr = Emr::start(EMR.as_ref(), &cfg, 1).await?;
+    let (user, password, pin) = credentials(&cfg)?;
+    let c = client()?;
+    let cookie = sign_in(&c, &emr, &user, &password, &pin).await?;
+    let id = create_patient(&c, &emr, &cookie, &patient("Parallel", "Pia")).await?["demographicNo"]
+        .as_i64()
+        .expect("a patient number");
+    let url = emr.url("/ws/DemographicService");
+    let call = |pw: String| {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let body = format!(
+                r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:ws="http://ws.oscarehr.org/" xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"><soapenv:Header><wsse:Security><wsse:UsernameToken><wsse:Username>128</wsse:Username><wsse:Password>{pw}</wsse:Password></wsse:UsernameToken></wsse:Security></soapenv:Header><soapenv:Body><ws:getDemographic><arg0>{id}</arg0></ws:getDemographic></soapenv:Body></soapenv:Envelope>"#
+            );
+            soap(&c, &url, &body).await
+        }
+    };
+    let calls: Vec<_> = (0..16).map(|_| call(password.clone())).collect();
+    for answer in futures_util::future::join_all(calls).await {
+        let (status, body) = answer?;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Wrong passwords still lock it, and then even the right one is refused.
+    for _ in 0..3 {
+        let (status, body) = call("wrong".into()).await?;
+        assert_eq!(status, 500);
+        assert!(body.contains("FailedAuthentication"), "{body}");
+    }
+    let (status, body) = call(password.clone()).await?;
+    assert_eq!(status, 500, "locked after three wrong passwords");
+    assert!(body.contains("FailedAuthentication"), "{body}");
+    Ok(())
+}
