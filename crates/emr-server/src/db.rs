@@ -75,8 +75,16 @@ impl Db {
 /// A `DATE`/`DATETIME` value as a time in the box's zone, the way OSCAR's JVM reads them.
 /// MariaDB's zero date and NULL are `None`.
 pub fn local_time(v: Option<mysql_async::Value>) -> Option<jiff::Zoned> {
+    civil_date_time(v?)?
+        .to_zoned(jiff::tz::TimeZone::system())
+        .ok()
+}
+
+/// A `DATETIME` value (a `DATE` at midnight) as the wall-clock time stored, from either of the
+/// protocols' encodings. MariaDB's zero date, NULL and anything unreadable are `None`.
+pub fn civil_date_time(v: mysql_async::Value) -> Option<jiff::civil::DateTime> {
     use mysql_async::Value;
-    let civil = match v? {
+    match v {
         Value::Date(y, mo, d, h, mi, s, us) => {
             if y == 0 || mo == 0 || d == 0 {
                 return None;
@@ -90,18 +98,17 @@ pub fn local_time(v: Option<mysql_async::Value>) -> Option<jiff::Zoned> {
                 i8::try_from(s).ok()?,
                 i32::try_from(us).ok()?.checked_mul(1000)?,
             )
-            .ok()?
+            .ok()
         }
         Value::Bytes(b) => {
-            let s = std::str::from_utf8(&b).ok()?;
-            s.parse::<jiff::civil::DateTime>()
-                .or_else(|_| {
-                    s.parse::<jiff::civil::Date>()
-                        .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
-                })
-                .ok()?
+            let s = std::str::from_utf8(&b).ok()?.trim();
+            // jiff accepts the space MariaDB puts between date and time.
+            s.parse::<jiff::civil::DateTime>().ok().or_else(|| {
+                s.parse::<jiff::civil::Date>()
+                    .ok()
+                    .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+            })
         }
-        _ => return None,
-    };
-    civil.to_zoned(jiff::tz::TimeZone::system()).ok()
+        _ => None,
+    }
 }

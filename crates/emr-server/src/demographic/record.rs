@@ -347,33 +347,7 @@ fn date(v: Value) -> Option<Date> {
 
 /// A `DATETIME` (or a `DATE`, at midnight).
 fn date_time(v: Value) -> Option<DateTime> {
-    match v {
-        Value::Date(y, mo, d, h, mi, s, us) => {
-            if y == 0 || mo == 0 || d == 0 {
-                return None;
-            }
-            DateTime::new(
-                i16::try_from(y).ok()?,
-                i8::try_from(mo).ok()?,
-                i8::try_from(d).ok()?,
-                i8::try_from(h).ok()?,
-                i8::try_from(mi).ok()?,
-                i8::try_from(s).ok()?,
-                i32::try_from(us).ok()?.checked_mul(1000)?,
-            )
-            .ok()
-        }
-        Value::Bytes(b) => {
-            let s = std::str::from_utf8(&b).ok()?.trim();
-            // jiff accepts the space MariaDB puts between date and time.
-            s.parse::<DateTime>().ok().or_else(|| {
-                s.parse::<Date>()
-                    .ok()
-                    .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
-            })
-        }
-        _ => None,
-    }
+    crate::db::civil_date_time(v)
 }
 
 fn date_value(d: Date) -> Value {

@@ -53,17 +53,17 @@ pub fn unavailable(e: &DbError) -> Response {
 
 /// A patient number from the path: digits, optionally with OSCAR's `.json` extension mapping.
 pub fn parse_id(raw: &str) -> Result<i32, Response> {
-    raw.strip_suffix(".json")
-        .unwrap_or(raw)
-        .parse::<i32>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| {
-            refuse(
-                StatusCode::BAD_REQUEST,
-                "the patient number in the path must be a positive integer",
-            )
-        })
+    positive_number(raw.strip_suffix(".json").unwrap_or(raw), "patient")
+}
+
+/// A record number from the path (`what`: "patient", "document"), or a 400 naming it.
+pub fn positive_number(raw: &str, what: &str) -> Result<i32, Response> {
+    raw.parse::<i32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            format!("the {what} number in the path must be a positive integer"),
+        )
+    })
 }
 
 fn not_found(id: i32) -> Response {

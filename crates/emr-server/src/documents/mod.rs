@@ -6,10 +6,6 @@
 //! both ways, so a 100 MB scan never sits whole in memory. The file is durable (fsynced, and
 //! its directory) before the rows commit; if the rows cannot be written, the file is removed.
 
-#![expect(
-    clippy::result_large_err,
-    reason = "a refused request's error is its finished answer, built once on the way out"
-)]
 
 pub mod store;
 
@@ -28,7 +24,7 @@ use oscar_emr_api::DocumentTo1;
 use crate::app::AppState;
 use crate::audit;
 use crate::db::DbError;
-use crate::demographic::rest::{json_response, parse_id, refuse, unavailable};
+use crate::demographic::rest::{json_response, parse_id, positive_number, refuse, unavailable};
 use crate::demographic::store as patients;
 use crate::html;
 use crate::principal::Principal;
@@ -390,22 +386,13 @@ pub async fn list(
     }
 }
 
-fn parse_document_no(raw: &str) -> Result<i32, Response> {
-    raw.parse::<i32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-        refuse(
-            StatusCode::BAD_REQUEST,
-            "the document number in the path must be a positive integer",
-        )
-    })
-}
-
 /// `GET /documents/{no}`: what is known about one document.
 pub async fn describe(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(no): Path<String>,
 ) -> Response {
-    let no = match parse_document_no(&no) {
+    let no = match positive_number(&no, "document") {
         Ok(n) => n,
         Err(r) => return r,
     };
@@ -449,7 +436,7 @@ pub async fn download(
     Extension(who): Extension<Principal>,
     Path(no): Path<String>,
 ) -> Response {
-    let no = match parse_document_no(&no) {
+    let no = match positive_number(&no, "document") {
         Ok(n) => n,
         Err(r) => return r,
     };

@@ -293,6 +293,30 @@ async fn check_signed(
     })
 }
 
+/// [`check_signed`] for a handshake endpoint, whose parameters may come in a form body.
+async fn check_handshake(
+    state: &AppState,
+    kind: TokenKind,
+    peer: SocketAddr,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Signed, Refusal> {
+    let form = is_form(headers).then_some(&body[..]);
+    check_signed(
+        state,
+        kind,
+        method,
+        peer,
+        headers,
+        uri.path(),
+        uri.query(),
+        form,
+    )
+    .await
+}
+
 fn form_response(pairs: &[(&str, &str)]) -> Response {
     let body = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
@@ -355,16 +379,14 @@ pub async fn initiate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = is_form(&headers).then_some(&body[..]);
-    let signed = match check_signed(
+    let signed = match check_handshake(
         &state,
         TokenKind::None,
-        &method,
         peer,
+        &method,
+        &uri,
         &headers,
-        uri.path(),
-        uri.query(),
-        form,
+        &body,
     )
     .await
     {
@@ -712,16 +734,14 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = is_form(&headers).then_some(&body[..]);
-    let signed = match check_signed(
+    let signed = match check_handshake(
         &state,
         TokenKind::Request,
-        &method,
         peer,
+        &method,
+        &uri,
         &headers,
-        uri.path(),
-        uri.query(),
-        form,
+        &body,
     )
     .await
     {
