@@ -6,7 +6,6 @@
 //! both ways, so a 100 MB scan never sits whole in memory. The file is durable (fsynced, and
 //! its directory) before the rows commit; if the rows cannot be written, the file is removed.
 
-
 pub mod store;
 
 use std::path::{Path as FsPath, PathBuf};
