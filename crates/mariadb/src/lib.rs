@@ -50,6 +50,9 @@ pub struct NodeSpec {
     pub log_file: PathBuf,
     /// Small buffers for tests and developer machines; production sizing otherwise.
     pub small: bool,
+    /// More server options for `mariadbd` (a pair node's replication settings); not given to
+    /// `mariadb-install-db`.
+    pub extra_args: Vec<String>,
 }
 
 impl NodeSpec {
@@ -174,6 +177,7 @@ pub async fn start(spec: &NodeSpec, timeout: Duration) -> Result<Child, Error> {
         // Accounts are matched by address, never by a DNS lookup that can hang.
         "--skip-name-resolve".to_owned(),
     ]);
+    args.extend(spec.extra_args.iter().cloned());
     let child_spec = ChildSpec::new(format!("mariadb-{}", spec.name), program)
         .args(args)
         .output(Output::Null);

@@ -86,6 +86,7 @@ async fn up(
             .join("log")
             .join(format!("mariadb-{}.log", node.name)),
         small: config.box_.profile == Profile::Dev,
+        extra_args: Vec::new(),
     };
     for dir in [state_dir.join("run"), state_dir.join("log")] {
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;

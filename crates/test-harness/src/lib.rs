@@ -108,6 +108,7 @@ impl MariaDb {
             socket: dir.path().join("run/mariadb.sock"),
             log_file: dir.path().join("mariadbd.log"),
             small: true,
+            extra_args: Vec::new(),
         };
         oscarbox_mariadb::init_data_dir(&spec).await?;
         let child = oscarbox_mariadb::start(&spec, Duration::from_secs(60)).await?;

@@ -1,0 +1,462 @@
+//! The executor: every tick it observes both nodes, the ledger and the endpoint, asks the
+//! decision core for a plan, logs it, and applies its steps in order until one fails (the next
+//! tick observes what happened and plans again). It also writes the heartbeat row on the
+//! primary, from which a replica's lag is measured.
+//!
+//! Plan then apply (STYLE: rustic's prune plan): nothing here decides; every action is a step
+//! the pure core chose and explained.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use oscarbox_failover::{Incident, Ledger, Node, NodeId, Observation, Pair, Plan, Policy, Step};
+use oscarbox_mariadb::NodeSpec;
+use tokio_util::sync::CancellationToken;
+
+use crate::endpoint::Endpoint;
+use crate::ledger;
+use crate::node::{PairNode, StepError, PROBE_TIMEOUT};
+
+/// How often the pair is observed and planned for.
+pub const TICK: Duration = Duration::from_millis(500);
+/// How long `mariadbd` gets to start (InnoDB crash recovery included).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stopped node gets between SIGTERM and SIGKILL. Short: a stop is a fence, and
+/// InnoDB recovers what a kill interrupts.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// The replication account's name.
+pub const REPL_USER: &str = "oscarbox_repl";
+/// The monitoring account's name (status only: no data).
+pub const MONITOR_USER: &str = "oscarbox_monitor";
+
+/// Where the pair keeps its files.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub ledger: PathBuf,
+    pub incidents: PathBuf,
+}
+
+impl Paths {
+    pub fn under(state_dir: &Path) -> Paths {
+        Paths {
+            ledger: state_dir.join("db/ledger"),
+            incidents: state_dir.join("db/incidents"),
+        }
+    }
+}
+
+/// The pair as the watchdog runs it.
+#[derive(Debug)]
+pub struct Executor {
+    a: PairNode,
+    b: PairNode,
+    endpoint: Endpoint,
+    paths: Paths,
+    repl_password: String,
+    pair: Pair,
+    policy: Policy,
+    started: tokio::time::Instant,
+    /// When the primary last served, for the incident report's recovery time.
+    last_served: Option<tokio::time::Instant>,
+}
+
+impl Executor {
+    pub fn new(
+        a: NodeSpec,
+        b: NodeSpec,
+        endpoint: Endpoint,
+        paths: Paths,
+        repl_password: String,
+        policy: Policy,
+    ) -> Executor {
+        Executor {
+            a: PairNode::new(NodeId::A, a),
+            b: PairNode::new(NodeId::B, b),
+            endpoint,
+            paths,
+            repl_password,
+            pair: Pair::new(),
+            policy,
+            started: tokio::time::Instant::now(),
+            last_served: None,
+        }
+    }
+
+    pub fn node(&self, id: NodeId) -> &PairNode {
+        match id {
+            NodeId::A => &self.a,
+            NodeId::B => &self.b,
+        }
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut PairNode {
+        match id {
+            NodeId::A => &mut self.a,
+            NodeId::B => &mut self.b,
+        }
+    }
+
+    /// The child of a node, for tests and the watchdog's own signals.
+    pub fn child_pid(&self, id: NodeId) -> Option<i32> {
+        self.node(id)
+            .child
+            .as_ref()
+            .map(oscarbox_supervisor::Child::pid)
+    }
+
+    /// Sends `signal` to a node's process group (tests inject faults this way).
+    pub fn signal(&self, id: NodeId, signal: Signal) {
+        if let Some(child) = self.node(id).child.as_ref() {
+            let _ = child.signal_group(signal);
+        }
+    }
+
+    /// Initializes and starts both nodes if needed and makes sure the accounts, the heartbeat
+    /// table and the ledger exist. The first start makes node A the primary at epoch 0; the
+    /// ticks that follow promote it (epoch 1) and attach B.
+    pub async fn bootstrap(
+        &mut self,
+        database: &str,
+        app_user: &str,
+        app_password: &str,
+        monitor_password: &str,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        for id in [NodeId::A, NodeId::B] {
+            let node = self.node_mut(id);
+            oscarbox_mariadb::init_data_dir(&node.spec)
+                .await
+                .with_context(|| format!("initialize {id}'s data directory"))?;
+            if node.child.is_none() {
+                node.child = Some(
+                    oscarbox_mariadb::start(&node.spec, START_TIMEOUT)
+                        .await
+                        .with_context(|| format!("start {id}"))?,
+                );
+            }
+        }
+        let current = ledger::read(&self.paths.ledger)?;
+        let ledger = current.unwrap_or(Ledger {
+            epoch: 0,
+            primary: NodeId::A,
+        });
+        if current.is_none() {
+            // Accounts and the heartbeat table are made on the first primary and reach the
+            // replica through replication, so both nodes hold the same grants.
+            let primary = self.node(ledger.primary);
+            let repl = &self.repl_password;
+            primary
+                .exec(&[
+                    "CREATE DATABASE IF NOT EXISTS oscarbox_pair".into(),
+                    "CREATE TABLE IF NOT EXISTS oscarbox_pair.heartbeat (id tinyint NOT NULL PRIMARY KEY, beat datetime(6) NOT NULL) ENGINE=InnoDB".into(),
+                    format!("CREATE USER IF NOT EXISTS '{REPL_USER}'@'127.0.0.1' IDENTIFIED BY '{repl}'"),
+                    format!("GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'127.0.0.1'"),
+                    format!("CREATE USER IF NOT EXISTS '{MONITOR_USER}'@'127.0.0.1' IDENTIFIED BY '{monitor_password}'"),
+                    format!("GRANT SLAVE MONITOR, BINLOG MONITOR ON *.* TO '{MONITOR_USER}'@'127.0.0.1'"),
+                    format!("GRANT SELECT ON oscarbox_pair.* TO '{MONITOR_USER}'@'127.0.0.1'"),
+                ])
+                .await?;
+            oscarbox_mariadb::bootstrap_app(&primary.spec.socket, database, app_user, app_password)
+                .await
+                .context("create the EMR's database and account")?;
+            ledger::write(&self.paths.ledger, &ledger)?;
+        }
+        Ok(())
+    }
+
+    /// One tick: observe, plan, apply. Returns the plan (for tests and `oscarbox db status`).
+    pub async fn tick(&mut self) -> Plan {
+        let obs = match self.observe().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(alert = true, "failed to observe the database pair: {e}");
+                return Plan {
+                    kind: oscarbox_failover::Kind::Blocked,
+                    reason: e.to_string(),
+                    steps: Vec::new(),
+                };
+            }
+        };
+        let primary = obs.ledger.primary;
+        if obs.node(primary).is_writable() {
+            self.last_served = Some(tokio::time::Instant::now());
+            self.beat(primary).await;
+        }
+        let plan = self.pair.tick(&obs, &self.policy);
+        if !plan.steps.is_empty() {
+            tracing::info!("database pair: {plan}");
+        }
+        for (i, step) in plan.steps.iter().enumerate() {
+            if let Err(e) = self.apply(step).await {
+                tracing::warn!(
+                    step = i + 1,
+                    "failed to {step}: {e}; the next tick plans again"
+                );
+                break;
+            }
+        }
+        plan
+    }
+
+    async fn observe(&mut self) -> Result<Observation, ledger::LedgerError> {
+        let ledger = ledger::read(&self.paths.ledger)?.unwrap_or(Ledger {
+            epoch: 0,
+            primary: NodeId::A,
+        });
+        let (pa, pb) = (self.a.spec.port, self.b.spec.port);
+        let (a, b) = tokio::join!(self.a.observe(pb), self.b.observe(pa));
+        let endpoint = self.endpoint.target().and_then(|t| {
+            [NodeId::A, NodeId::B]
+                .into_iter()
+                .find(|id| self.node(*id).address() == t)
+        });
+        Ok(Observation {
+            now: self.started.elapsed(),
+            ledger,
+            endpoint,
+            a,
+            b,
+        })
+    }
+
+    /// The primary's heartbeat row, from which the replica's lag is read. Best effort: a
+    /// primary that cannot take it will be seen by the next observation.
+    async fn beat(&self, primary: NodeId) {
+        let _ = self
+            .node(primary)
+            .exec(&["REPLACE INTO oscarbox_pair.heartbeat (id, beat) VALUES (1, NOW(6))".into()])
+            .await;
+    }
+
+    async fn apply(&mut self, step: &Step) -> Result<(), StepError> {
+        match step {
+            Step::Start { node } => {
+                let n = self.node_mut(*node);
+                if n.child.is_none() {
+                    let child = oscarbox_mariadb::start(&n.spec, START_TIMEOUT)
+                        .await
+                        .map_err(|e| StepError::Other(format!("start {node}: {e}")))?;
+                    n.child = Some(child);
+                    n.exited = None;
+                }
+                Ok(())
+            }
+            Step::Stop { node } => {
+                let n = self.node_mut(*node);
+                if let Some(mut child) = n.child.take() {
+                    // A stopped (SIGSTOP) process must be continued to act on SIGTERM.
+                    let _ = child.signal_group(Signal::SIGTERM);
+                    let _ = child.signal_group(Signal::SIGCONT);
+                    let (status, _) = child
+                        .terminate(STOP_GRACE)
+                        .await
+                        .map_err(|e| StepError::Other(format!("stop {node}: {e}")))?;
+                    n.exited = Some(format!("stopped by the watchdog ({status})"));
+                }
+                Ok(())
+            }
+            Step::SetReadOnly { node } => {
+                self.node(*node)
+                    .exec(&["SET GLOBAL read_only = ON".into()])
+                    .await
+            }
+            Step::DrainRelayLog {
+                node,
+                io_pos,
+                timeout,
+            } => {
+                let n = self.node(*node);
+                // The IO thread is stopped and never restarted here: a restarted IO thread
+                // starts a new relay log and the events only the old one held are gone.
+                n.exec(&[
+                    "STOP SLAVE IO_THREAD".into(),
+                    "START SLAVE SQL_THREAD".into(),
+                ])
+                .await?;
+                if n.gtid_wait(io_pos, *timeout).await? {
+                    Ok(())
+                } else {
+                    Err(StepError::WaitTimedOut {
+                        node: *node,
+                        waited: *timeout,
+                    })
+                }
+            }
+            Step::WaitForCatchUp {
+                replica,
+                primary,
+                timeout,
+            } => {
+                let mut conn = self.node(*primary).conn().await?;
+                let pos: Option<String> =
+                    mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@global.gtid_binlog_pos")
+                        .await
+                        .map_err(|source| StepError::Sql {
+                            node: *primary,
+                            source,
+                        })?;
+                let _ = conn.disconnect().await;
+                let pos = pos
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(|e| StepError::Other(format!("unreadable GTID list: {e}")))?;
+                if self.node(*replica).gtid_wait(&pos, *timeout).await? {
+                    Ok(())
+                } else {
+                    Err(StepError::WaitTimedOut {
+                        node: *replica,
+                        waited: *timeout,
+                    })
+                }
+            }
+            Step::AdvanceEpoch { epoch, primary } => ledger::write(
+                &self.paths.ledger,
+                &Ledger {
+                    epoch: *epoch,
+                    primary: *primary,
+                },
+            )
+            .map_err(|e| StepError::Other(e.to_string())),
+            Step::Promote { node, epoch } => {
+                // The ledger is the authority: read back, not remembered.
+                let held = ledger::read(&self.paths.ledger)
+                    .map_err(|e| StepError::Other(e.to_string()))?;
+                if held != Some(Ledger {
+                    epoch: *epoch,
+                    primary: *node,
+                }) {
+                    return Err(StepError::Other(format!(
+                        "the ledger does not name {node} at epoch {epoch}; not promoting"
+                    )));
+                }
+                self.node(*node)
+                    .exec(&[
+                        "STOP SLAVE".into(),
+                        "RESET SLAVE ALL".into(),
+                        "SET GLOBAL rpl_semi_sync_master_enabled = ON".into(),
+                        "SET GLOBAL read_only = OFF".into(),
+                    ])
+                    .await
+            }
+            Step::RepointEndpoint { to } => {
+                self.endpoint.point_at(Some(self.node(*to).address()));
+                Ok(())
+            }
+            Step::AttachReplica { node, primary } => {
+                let source = self.node(*primary).address();
+                let statements = [
+                    "SET GLOBAL rpl_semi_sync_master_enabled = OFF".into(),
+                    "STOP SLAVE".into(),
+                    // Its position is its own history, so it asks for exactly what it lacks.
+                    "SET GLOBAL gtid_slave_pos = @@global.gtid_current_pos".into(),
+                    format!(
+                        "CHANGE MASTER TO MASTER_HOST = '{}', MASTER_PORT = {}, MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{}', MASTER_USE_GTID = slave_pos, MASTER_HEARTBEAT_PERIOD = 1, MASTER_CONNECT_RETRY = 1",
+                        source.ip(),
+                        source.port(),
+                        self.repl_password
+                    ),
+                    "START SLAVE".into(),
+                ];
+                self.node(*node).exec(&statements).await
+            }
+            Step::StartReplication { node } => {
+                self.node(*node).exec(&["START SLAVE".into()]).await
+            }
+            Step::SetSemiSyncMaster { node, on } => {
+                let v = if *on { "ON" } else { "OFF" };
+                self.node(*node)
+                    .exec(&[format!("SET GLOBAL rpl_semi_sync_master_enabled = {v}")])
+                    .await
+            }
+            Step::PreserveExtra { .. } | Step::Rebuild { .. } => Err(StepError::Other(
+                "saving a diverged node's extra transactions and rebuilding it with mariabackup are not built yet: a person must do it".into(),
+            )),
+            Step::Incident(i) => self.incident(i).map_err(|e| StepError::Other(e.to_string())),
+            Step::Alert { message } => {
+                tracing::error!(alert = true, "database pair: {message}");
+                Ok(())
+            }
+            Step::Record { message } => {
+                tracing::info!("database pair: {message}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the incident report: plain text, for a person.
+    fn incident(&self, i: &Incident) -> std::io::Result<()> {
+        let recovery = self
+            .last_served
+            .map(|t| format!("{:.1} s", t.elapsed().as_secs_f64()))
+            .unwrap_or_else(|| "unknown".into());
+        let gtids = |g: &Option<oscarbox_failover::GtidList>| {
+            g.as_ref()
+                .map_or_else(|| "unknown".to_owned(), ToString::to_string)
+        };
+        let semi = match i.semi_sync_was_on {
+            Some(true) => "on: every acknowledged write had reached the new primary",
+            Some(false) => "OFF: writes acknowledged while it was off may be missing; see the transactions below",
+            None => "unknown",
+        };
+        let text = format!(
+            "OSCAR Box database failover\nfrom: {}\nto: {}\nepoch: {}\ncause: {}\nsince the old primary last served: {recovery}\nsemi-sync: {semi}\nold primary last seen at: {}\nnew primary promoted at: {}\n",
+            i.from,
+            i.to,
+            i.epoch,
+            i.cause,
+            gtids(&i.last_seen_primary),
+            i.promoted_at,
+        );
+        let name = format!("epoch-{:06}.txt", i.epoch);
+        std::fs::create_dir_all(&self.paths.incidents)?;
+        oscarbox_common::write_private(&self.paths.incidents.join(name), text.as_bytes())
+    }
+
+    /// Runs ticks until `shutdown`, then stops both nodes.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(TICK) => {}
+            }
+            let _ = self.tick().await;
+        }
+        self.stop().await;
+    }
+
+    /// Closes the endpoint and stops both nodes cleanly.
+    pub async fn stop(mut self) {
+        self.endpoint.point_at(None);
+        for id in [NodeId::A, NodeId::B] {
+            if let Some(mut child) = self.node_mut(id).child.take() {
+                let _ = child.signal_group(Signal::SIGCONT);
+                let _ = child.terminate(Duration::from_secs(30)).await;
+            }
+        }
+    }
+
+    /// Whether a node answers `read_only = OFF` right now (for invariant sampling).
+    pub async fn writable(&self, id: NodeId) -> Option<bool> {
+        let mut conn = self.node(id).conn().await.ok()?;
+        let ro: Option<i64> = tokio::time::timeout(
+            PROBE_TIMEOUT,
+            mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@global.read_only"),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let _ = conn.disconnect().await;
+        ro.map(|r| r == 0)
+    }
+}
+
+/// Whether an observation shows the pair settled: the holder writable, the other replicating
+/// from it, the endpoint on the holder.
+pub fn settled(obs_primary: &Node, obs_replica: &Node) -> bool {
+    obs_primary.is_writable()
+        && obs_replica
+            .status()
+            .and_then(|s| s.replica.as_ref())
+            .is_some_and(|r| r.sql_running && r.io == oscarbox_failover::IoThread::Running)
+}
