@@ -22,9 +22,8 @@ use crate::node::{PairNode, StepError, PROBE_TIMEOUT};
 pub const TICK: Duration = Duration::from_millis(500);
 /// How long `mariadbd` gets to start (InnoDB crash recovery included).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a stopped node gets between SIGTERM and SIGKILL. Short: a stop is a fence, and
-/// InnoDB recovers what a kill interrupts.
-const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long a node being rebuilt gets to stop cleanly before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The replication account's name.
 pub const REPL_USER: &str = "oscarbox_repl";
 /// The monitoring account's name (status only: no data).
@@ -35,6 +34,8 @@ pub const MONITOR_USER: &str = "oscarbox_monitor";
 pub struct Paths {
     pub ledger: PathBuf,
     pub incidents: PathBuf,
+    /// Transactions of a diverged node, saved for review before it is rebuilt.
+    pub preserved: PathBuf,
 }
 
 impl Paths {
@@ -42,8 +43,17 @@ impl Paths {
         Paths {
             ledger: state_dir.join("db/ledger"),
             incidents: state_dir.join("db/incidents"),
+            preserved: state_dir.join("db/preserved"),
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchoverError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("the switchover stopped at \"{step}\": {cause}; the watchdog finishes or undoes it on its next tick")]
+    Failed { step: String, cause: String },
 }
 
 /// The pair as the watchdog runs it.
@@ -199,6 +209,29 @@ impl Executor {
         plan
     }
 
+    /// A planned switchover (`oscarbox db switchover`): refused with the reason when the pair
+    /// is not in a state to do it safely; otherwise applied step by step. Writes are blocked
+    /// from the old primary's `read_only` until the new one is promoted.
+    pub async fn switchover(&mut self) -> Result<Plan, SwitchoverError> {
+        let obs = self
+            .observe()
+            .await
+            .map_err(|e| SwitchoverError::Refused(e.to_string()))?;
+        let plan = oscarbox_failover::plan_switchover(&obs, &self.policy)
+            .map_err(|r| SwitchoverError::Refused(r.0))?;
+        tracing::info!("database pair: {plan}");
+        for (i, step) in plan.steps.iter().enumerate() {
+            if let Err(e) = self.apply(step).await {
+                tracing::warn!(step = i + 1, "failed to {step}: {e}; the next tick repairs");
+                return Err(SwitchoverError::Failed {
+                    step: step.to_string(),
+                    cause: e.to_string(),
+                });
+            }
+        }
+        Ok(plan)
+    }
+
     async fn observe(&mut self) -> Result<Observation, ledger::LedgerError> {
         let ledger = ledger::read(&self.paths.ledger)?.unwrap_or(Ledger {
             epoch: 0,
@@ -245,11 +278,15 @@ impl Executor {
             Step::Stop { node } => {
                 let n = self.node_mut(*node);
                 if let Some(mut child) = n.child.take() {
-                    // A stopped (SIGSTOP) process must be continued to act on SIGTERM.
-                    let _ = child.signal_group(Signal::SIGTERM);
-                    let _ = child.signal_group(Signal::SIGCONT);
-                    let (status, _) = child
-                        .terminate(STOP_GRACE)
+                    // A fence is a kill, never a clean shutdown: a primary let run again (a
+                    // SIGCONT, a SIGTERM's orderly stop) releases the commits that were waiting
+                    // for the replica's acknowledgement, and its clients would be told "done"
+                    // for writes the new primary never receives. InnoDB and the binlog
+                    // (sync_binlog=1) recover from the kill; whatever it had extra is saved
+                    // when it rejoins.
+                    let _ = child.signal_group(Signal::SIGKILL);
+                    let status = child
+                        .wait()
                         .await
                         .map_err(|e| StepError::Other(format!("stop {node}: {e}")))?;
                     n.exited = Some(format!("stopped by the watchdog ({status})"));
@@ -274,7 +311,12 @@ impl Executor {
                     "START SLAVE SQL_THREAD".into(),
                 ])
                 .await?;
-                if n.gtid_wait(io_pos, *timeout).await? {
+                // What it received up to the moment its IO thread stopped, which may be more
+                // than the plan saw: an old primary being stopped can still commit (and have
+                // acknowledged) what was in flight, and the replica acknowledged receiving it.
+                let received = n.received().await?;
+                let target = io_pos.advanced_to(&received);
+                if n.gtid_wait(&target, *timeout).await? {
                     Ok(())
                 } else {
                     Err(StepError::WaitTimedOut {
@@ -289,13 +331,15 @@ impl Executor {
                 timeout,
             } => {
                 let mut conn = self.node(*primary).conn().await?;
-                let pos: Option<String> =
-                    mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT @@global.gtid_binlog_pos")
-                        .await
-                        .map_err(|source| StepError::Sql {
-                            node: *primary,
-                            source,
-                        })?;
+                let pos: Option<String> = mysql_async::prelude::Queryable::query_first(
+                    &mut conn,
+                    "SELECT @@global.gtid_binlog_pos",
+                )
+                .await
+                .map_err(|source| StepError::Sql {
+                    node: *primary,
+                    source,
+                })?;
                 let _ = conn.disconnect().await;
                 let pos = pos
                     .unwrap_or_default()
@@ -322,10 +366,12 @@ impl Executor {
                 // The ledger is the authority: read back, not remembered.
                 let held = ledger::read(&self.paths.ledger)
                     .map_err(|e| StepError::Other(e.to_string()))?;
-                if held != Some(Ledger {
-                    epoch: *epoch,
-                    primary: *node,
-                }) {
+                if held
+                    != Some(Ledger {
+                        epoch: *epoch,
+                        primary: *node,
+                    })
+                {
                     return Err(StepError::Other(format!(
                         "the ledger does not name {node} at epoch {epoch}; not promoting"
                     )));
@@ -344,35 +390,52 @@ impl Executor {
                 Ok(())
             }
             Step::AttachReplica { node, primary } => {
-                let source = self.node(*primary).address();
-                let statements = [
-                    "SET GLOBAL rpl_semi_sync_master_enabled = OFF".into(),
-                    "STOP SLAVE".into(),
-                    // Its position is its own history, so it asks for exactly what it lacks.
-                    "SET GLOBAL gtid_slave_pos = @@global.gtid_current_pos".into(),
-                    format!(
-                        "CHANGE MASTER TO MASTER_HOST = '{}', MASTER_PORT = {}, MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{}', MASTER_USE_GTID = slave_pos, MASTER_HEARTBEAT_PERIOD = 1, MASTER_CONNECT_RETRY = 1",
-                        source.ip(),
-                        source.port(),
-                        self.repl_password
-                    ),
-                    "START SLAVE".into(),
-                ];
-                self.node(*node).exec(&statements).await
+                // Its position is its own history, so it asks for exactly what it lacks.
+                self.attach(*node, *primary, "@@global.gtid_current_pos")
+                    .await
             }
-            Step::StartReplication { node } => {
-                self.node(*node).exec(&["START SLAVE".into()]).await
-            }
+            Step::StartReplication { node } => self.node(*node).exec(&["START SLAVE".into()]).await,
             Step::SetSemiSyncMaster { node, on } => {
                 let v = if *on { "ON" } else { "OFF" };
                 self.node(*node)
                     .exec(&[format!("SET GLOBAL rpl_semi_sync_master_enabled = {v}")])
                     .await
             }
-            Step::PreserveExtra { .. } | Step::Rebuild { .. } => Err(StepError::Other(
-                "saving a diverged node's extra transactions and rebuilding it with mariabackup are not built yet: a person must do it".into(),
-            )),
-            Step::Incident(i) => self.incident(i).map_err(|e| StepError::Other(e.to_string())),
+            Step::PreserveExtra { node, .. } => {
+                let dir = self
+                    .paths
+                    .preserved
+                    .join(format!("{}-{node}", unix_seconds()).replace(' ', "-"));
+                crate::rebuild::preserve_extra(self.node(*node), self.node(node.other()), &dir)
+                    .await
+                    .map(drop)
+            }
+            Step::Rebuild { node, from } => {
+                let n = self.node_mut(*node);
+                if let Some(mut child) = n.child.take() {
+                    let _ = child.signal_group(Signal::SIGCONT);
+                    let _ = child.terminate(STOP_GRACE).await;
+                }
+                let gtid =
+                    crate::rebuild::rebuild_data_dir(self.node(*node), self.node(*from)).await?;
+                let n = self.node_mut(*node);
+                let child = oscarbox_mariadb::start(&n.spec, START_TIMEOUT)
+                    .await
+                    .map_err(|e| {
+                        StepError::Other(format!("start {node} after its rebuild: {e}"))
+                    })?;
+                n.child = Some(child);
+                n.exited = None;
+                if gtid.parse::<oscarbox_failover::GtidList>().is_err() {
+                    return Err(StepError::Other(format!(
+                        "the backup's GTID position {gtid:?} is unreadable"
+                    )));
+                }
+                self.attach(*node, *from, &format!("'{gtid}'")).await
+            }
+            Step::Incident(i) => self
+                .incident(i)
+                .map_err(|e| StepError::Other(e.to_string())),
             Step::Alert { message } => {
                 tracing::error!(alert = true, "database pair: {message}");
                 Ok(())
@@ -382,6 +445,30 @@ impl Executor {
                 Ok(())
             }
         }
+    }
+
+    /// Makes `node` replicate from `primary` from the GTID position `slave_pos` (an SQL
+    /// expression: a quoted GTID list we read, or a server variable).
+    async fn attach(
+        &self,
+        node: NodeId,
+        primary: NodeId,
+        slave_pos: &str,
+    ) -> Result<(), StepError> {
+        let source = self.node(primary).address();
+        let statements = [
+            "SET GLOBAL rpl_semi_sync_master_enabled = OFF".into(),
+            "STOP SLAVE".into(),
+            format!("SET GLOBAL gtid_slave_pos = {slave_pos}"),
+            format!(
+                "CHANGE MASTER TO MASTER_HOST = '{}', MASTER_PORT = {}, MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{}', MASTER_USE_GTID = slave_pos, MASTER_HEARTBEAT_PERIOD = 1, MASTER_CONNECT_RETRY = 1",
+                source.ip(),
+                source.port(),
+                self.repl_password
+            ),
+            "START SLAVE".into(),
+        ];
+        self.node(node).exec(&statements).await
     }
 
     /// Writes the incident report: plain text, for a person.
@@ -459,4 +546,11 @@ pub fn settled(obs_primary: &Node, obs_replica: &Node) -> bool {
             .status()
             .and_then(|s| s.replica.as_ref())
             .is_some_and(|r| r.sql_running && r.io == oscarbox_failover::IoThread::Running)
+}
+
+/// Seconds since the Unix epoch, for file names.
+pub(crate) fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

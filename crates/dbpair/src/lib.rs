@@ -7,3 +7,4 @@ pub mod endpoint;
 pub mod executor;
 pub mod ledger;
 pub mod node;
+pub mod rebuild;

@@ -291,6 +291,27 @@ impl PairNode {
         Ok(())
     }
 
+    /// `Gtid_IO_Pos` now: everything its IO thread has written to the relay log.
+    pub async fn received(&self) -> Result<GtidList, StepError> {
+        let mut conn = self.conn().await?;
+        let row: Option<Row> = conn
+            .query_first("SHOW SLAVE STATUS")
+            .await
+            .map_err(|source| StepError::Sql {
+                node: self.id,
+                source,
+            })?;
+        let _ = conn.disconnect().await;
+        let pos = row
+            .and_then(|r| {
+                r.get_opt::<Option<String>, _>("Gtid_IO_Pos")
+                    .and_then(Result::ok)
+                    .flatten()
+            })
+            .unwrap_or_default();
+        parse_gtids(&pos)
+    }
+
     /// `MASTER_GTID_WAIT(pos, timeout)`: true when reached.
     pub async fn gtid_wait(&self, pos: &GtidList, timeout: Duration) -> Result<bool, StepError> {
         let mut conn = self.conn().await?;
