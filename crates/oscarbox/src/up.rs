@@ -1,7 +1,8 @@
 //! `oscarbox up` and `oscarbox watchdog`.
 //!
-//! `up` runs the whole box in the foreground, for development and demos: MariaDB (the first
-//! configured node), the EMR's account, the watchdog with its instances, and the HTTPS proxy in
+//! `up` runs the whole box in the foreground, for development and demos: MariaDB (one node
+//! that clients reach directly, or, when the configuration names two nodes and an endpoint of
+//! its own, the pair behind the stable endpoint with its executor), the EMR's account, the watchdog with its instances, and the HTTPS proxy in
 //! front of them; it prints the address to open once every instance answers `isAlive`. Ctrl-C
 //! stops everything in order: the proxy (requests in flight finish), the watchdog and its
 //! instances, then MariaDB. `watchdog` runs only the watchdog, as
@@ -61,20 +62,43 @@ async fn up(
     config_path: PathBuf,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let node = config
-        .database
-        .nodes
-        .first()
-        .context("no [[database.nodes]] configured")?;
-    if config.database.endpoint.port() != node.port {
-        bail!(
-            "database.endpoint ({}) must be the first node's address 127.0.0.1:{} until the two-node database endpoint exists",
-            config.database.endpoint,
-            node.port
-        );
-    }
     let state_dir = absolute(&config.box_.state_dir)?;
-    let spec = NodeSpec {
+    for dir in [state_dir.join("run"), state_dir.join("log")] {
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    set_private(&state_dir.join("run"))?;
+    std::fs::create_dir_all(&config.emr.documents_dir)
+        .with_context(|| format!("create {}", config.emr.documents_dir.display()))?;
+    let password = oscarbox_mariadb::secrets::ensure(&config.database.app_password_file)
+        .with_context(|| {
+            format!(
+                "read or create {}",
+                config.database.app_password_file.display()
+            )
+        })?;
+    match config.database.nodes.as_slice() {
+        [a, b] if ![a.port, b.port].contains(&config.database.endpoint.port()) => {
+            up_pair(config, config_path, &state_dir, &password, shutdown).await
+        }
+        [first, ..] if config.database.endpoint.port() == first.port => {
+            up_single(config, config_path, &state_dir, &password, shutdown).await
+        }
+        [first, ..] => bail!(
+            "database.endpoint ({}) must be either the first node's own address (127.0.0.1:{}, one node) or, with two nodes, a port of its own (the endpoint the watchdog points at the primary)",
+            config.database.endpoint,
+            first.port
+        ),
+        [] => bail!("no [[database.nodes]] configured"),
+    }
+}
+
+fn node_spec(
+    config: &Config,
+    node: &oscarbox_config::DbNode,
+    state_dir: &Path,
+    extra_args: Vec<String>,
+) -> anyhow::Result<NodeSpec> {
+    Ok(NodeSpec {
         name: node.name.clone(),
         data_dir: absolute(&node.data_dir)?,
         bind: config.database.endpoint.ip(),
@@ -86,15 +110,24 @@ async fn up(
             .join("log")
             .join(format!("mariadb-{}.log", node.name)),
         small: config.box_.profile == Profile::Dev,
-        extra_args: Vec::new(),
-    };
-    for dir in [state_dir.join("run"), state_dir.join("log")] {
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    set_private(&state_dir.join("run"))?;
-    std::fs::create_dir_all(&config.emr.documents_dir)
-        .with_context(|| format!("create {}", config.emr.documents_dir.display()))?;
+        extra_args,
+    })
+}
 
+/// One `mariadbd`, which clients reach directly.
+async fn up_single(
+    config: Arc<Config>,
+    config_path: PathBuf,
+    state_dir: &Path,
+    password: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let node = config
+        .database
+        .nodes
+        .first()
+        .context("no [[database.nodes]] configured")?;
+    let spec = node_spec(&config, node, state_dir, Vec::new())?;
     if oscarbox_mariadb::init_data_dir(&spec).await? {
         tracing::info!(node = %spec.name, data_dir = %spec.data_dir.display(), "initialized a new MariaDB data directory");
     }
@@ -102,14 +135,102 @@ async fn up(
         .await
         .context("start MariaDB")?;
     tracing::info!(node = %spec.name, port = spec.port, log = %spec.log_file.display(), "MariaDB is up");
-
-    let result = run_box(Arc::clone(&config), config_path, &spec, &shutdown).await;
+    let result = async {
+        oscarbox_mariadb::bootstrap_app(
+            &spec.socket,
+            &config.database.name,
+            &config.database.app_user,
+            password,
+        )
+        .await
+        .context("create the EMR database and account")?;
+        run_box(Arc::clone(&config), config_path, &shutdown).await
+    }
+    .await;
 
     tracing::info!("stopping MariaDB");
     match mariadb.terminate(Duration::from_secs(60)).await {
         Ok((status, false)) => tracing::info!(%status, "MariaDB stopped"),
         Ok((status, true)) => tracing::warn!(%status, "MariaDB had to be killed"),
         Err(e) => tracing::warn!("failed to stop MariaDB: {e}"),
+    }
+    result
+}
+
+/// The two-node pair behind the stable endpoint, run by its executor in this process.
+async fn up_pair(
+    config: Arc<Config>,
+    config_path: PathBuf,
+    state_dir: &Path,
+    password: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use oscarbox_dbpair::executor::{Executor, Paths};
+    use oscarbox_failover::{NodeId, Policy};
+    let (a, b) = match config.database.nodes.as_slice() {
+        [a, b] => (a, b),
+        _ => bail!("the pair needs exactly two [[database.nodes]]"),
+    };
+    let secrets = state_dir.join("secrets");
+    let repl = oscarbox_mariadb::secrets::ensure(&secrets.join("db-replication-password"))
+        .context("read or create the replication password")?;
+    let monitor = oscarbox_mariadb::secrets::ensure(&secrets.join("db-monitor-password"))
+        .context("read or create the monitoring password")?;
+    let pair_token = CancellationToken::new();
+    let endpoint =
+        oscarbox_dbpair::endpoint::Endpoint::bind(config.database.endpoint, pair_token.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "listen on the database endpoint {} (database.endpoint)",
+                    config.database.endpoint
+                )
+            })?;
+    let mut ex = Executor::new(
+        node_spec(&config, a, state_dir, oscarbox_dbpair::node::pair_args(1))?,
+        node_spec(&config, b, state_dir, oscarbox_dbpair::node::pair_args(2))?,
+        endpoint,
+        Paths::under(state_dir),
+        repl,
+        Policy::default(),
+    );
+    ex.bootstrap(
+        &config.database.name,
+        &config.database.app_user,
+        password,
+        &monitor,
+    )
+    .await
+    .context("set up the database pair")?;
+    // The pair settles (a primary promoted, the endpoint on it) before the EMR starts; the
+    // instances would wait for it anyway, but a clear error here beats a silent wait.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let plan = ex.tick().await;
+        let primary = oscarbox_dbpair::ledger::read(&Paths::under(state_dir).ledger)?
+            .map_or(NodeId::A, |l| l.primary);
+        if ex.writable(primary).await == Some(true) {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the database pair did not settle within 2 minutes: {plan}");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(oscarbox_dbpair::executor::TICK) => {}
+        }
+    }
+    tracing::info!(endpoint = %config.database.endpoint, "the database pair is up");
+    let pair = tokio::spawn(ex.run(pair_token.clone()));
+    let result = if shutdown.is_cancelled() {
+        Ok(())
+    } else {
+        run_box(Arc::clone(&config), config_path, &shutdown).await
+    };
+    tracing::info!("stopping the database pair");
+    pair_token.cancel();
+    if let Err(e) = pair.await {
+        tracing::warn!("failed to stop the database pair cleanly: {e}");
     }
     result
 }
@@ -123,25 +244,8 @@ fn set_private(dir: &Path) -> anyhow::Result<()> {
 async fn run_box(
     config: Arc<Config>,
     config_path: PathBuf,
-    spec: &NodeSpec,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let password = oscarbox_mariadb::secrets::ensure(&config.database.app_password_file)
-        .with_context(|| {
-            format!(
-                "read or create {}",
-                config.database.app_password_file.display()
-            )
-        })?;
-    oscarbox_mariadb::bootstrap_app(
-        &spec.socket,
-        &config.database.name,
-        &config.database.app_user,
-        &password,
-    )
-    .await
-    .context("create the EMR database and account")?;
-
     // Stopping goes outside in: the proxy finishes the requests in flight, then the watchdog
     // stops its instances, then (in the caller) MariaDB.
     let watchdog_token = CancellationToken::new();

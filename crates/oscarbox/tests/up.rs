@@ -19,9 +19,32 @@ fn config_https_port(config: &std::path::Path) -> anyhow::Result<u16> {
 
 #[tokio::test]
 async fn up_runs_the_box_and_ctrl_c_stops_everything() -> anyhow::Result<()> {
+    let db_port = free_port();
+    let database = format!(
+        "[database]\nendpoint = \"127.0.0.1:{db_port}\"\n[[database.nodes]]\nname = \"db1\"\nport = {db_port}\ndata-dir = \"{{d}}/db1\"\n"
+    );
+    up_and_down(&database, &[db_port], 3, false).await
+}
+
+#[tokio::test]
+async fn up_runs_the_database_pair_behind_the_endpoint() -> anyhow::Result<()> {
+    let (endpoint, a, b) = (free_port(), free_port(), free_port());
+    let database = format!(
+        "[database]\nendpoint = \"127.0.0.1:{endpoint}\"\n[[database.nodes]]\nname = \"db1\"\nport = {a}\ndata-dir = \"{{d}}/db1\"\n[[database.nodes]]\nname = \"db2\"\nport = {b}\ndata-dir = \"{{d}}/backup/db2\"\n"
+    );
+    up_and_down(&database, &[endpoint, a, b], 4, true).await
+}
+
+/// Runs `oscarbox up` on a config with `database` (`{d}` is the test directory), checks the
+/// box serves, then SIGINT stops everything: `children` processes at least, and `ports` freed.
+async fn up_and_down(
+    database: &str,
+    ports: &[u16],
+    children: usize,
+    pair: bool,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let base = free_ports(2);
-    let db_port = free_port();
     let config = dir.path().join("box.toml");
     std::fs::write(
         &config,
@@ -36,12 +59,7 @@ instances = 2
 base-port = {base}
 documents-dir = "{d}/documents"
 shutdown-grace = "3s"
-[database]
-endpoint = "127.0.0.1:{db_port}"
-[[database.nodes]]
-name = "db1"
-port = {db_port}
-data-dir = "{d}/db1"
+{database}
 [proxy]
 https-ports = [{https}]
 http-port = {http}
@@ -50,6 +68,7 @@ disk = "{d}/backup"
 require-mount = false
 "#,
             d = dir.path().display(),
+            database = database.replace("{d}", &dir.path().display().to_string()),
             https = free_port(),
             http = free_port(),
         ),
@@ -117,11 +136,35 @@ require-mount = false
             "instance on {port}"
         );
     }
-    let children = descendants(pid);
+    if pair {
+        // The EMR reaches the database through the endpoint: a sign-in touches it.
+        let text =
+            std::fs::read_to_string(dir.path().join("state/secrets/initial-admin-password"))?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+                .unwrap_or_default()
+        };
+        let (status, body) = oscarbox_test_harness::soap(
+            &tls_client,
+            &format!("https://localhost:{https}/oscar/ws/LoginService"),
+            &oscarbox_test_harness::login_envelope(
+                "login2",
+                &field("user name:"),
+                &field("password:"),
+            ),
+        )
+        .await?;
+        assert_eq!(status, 200, "{body}");
+        let ledger = std::fs::read_to_string(dir.path().join("state/db/ledger"))?;
+        assert!(ledger.contains("primary = A"), "{ledger}");
+    }
+    let running = descendants(pid);
     assert!(
-        children.len() >= 3,
-        "mariadbd and two instances run under oscarbox up: {children:?}"
+        running.len() >= children,
+        "MariaDB and two instances run under oscarbox up: {running:?}"
     );
+    let children = running;
     let secret = std::fs::metadata(dir.path().join("state/secrets/db-app.password"))?;
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&secret.permissions()) & 0o777,
@@ -134,7 +177,7 @@ require-mount = false
     for p in children {
         assert!(is_gone(p), "process {p} survived");
     }
-    for port in [base, base + 1, db_port, https] {
+    for &port in [base, base + 1, https].iter().chain(ports) {
         assert!(
             std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "port {port} was freed"
