@@ -150,6 +150,8 @@ pub struct DatabaseConfig {
     pub app_password_file: PathBuf,
     pub endpoint: SocketAddr,
     pub nodes: Vec<DbNode>,
+    /// The database pair's control socket (`oscarbox db status|switchover`), mode 0600.
+    pub control_socket: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -705,6 +707,7 @@ impl RawConfig {
             app_password_file,
             endpoint,
             nodes: typed_nodes,
+            control_socket: box_.state_dir.join("run").join("db.sock"),
         };
 
         let RawProxy {

@@ -14,6 +14,8 @@ use oscarbox_failover::{Incident, Ledger, Node, NodeId, Observation, Pair, Plan,
 use oscarbox_mariadb::NodeSpec;
 use tokio_util::sync::CancellationToken;
 
+use oscarbox_watchdog_api::db::{DbAnswer, DbPairNode, DbPairStatus, DbRequest};
+
 use crate::endpoint::Endpoint;
 use crate::ledger;
 use crate::node::{PairNode, StepError, PROBE_TIMEOUT};
@@ -69,7 +71,12 @@ pub struct Executor {
     started: tokio::time::Instant,
     /// When the primary last served, for the incident report's recovery time.
     last_served: Option<tokio::time::Instant>,
+    /// The last plan that had steps, in words, for `oscarbox db status`.
+    last_plan: Option<String>,
 }
+
+/// A request from the control socket and where its answer goes.
+pub type Command = (DbRequest, tokio::sync::oneshot::Sender<DbAnswer>);
 
 impl Executor {
     pub fn new(
@@ -90,6 +97,7 @@ impl Executor {
             policy,
             started: tokio::time::Instant::now(),
             last_served: None,
+            last_plan: None,
         }
     }
 
@@ -196,6 +204,7 @@ impl Executor {
         let plan = self.pair.tick(&obs, &self.policy);
         if !plan.steps.is_empty() {
             tracing::info!("database pair: {plan}");
+            self.last_plan = Some(plan.to_string());
         }
         for (i, step) in plan.steps.iter().enumerate() {
             if let Err(e) = self.apply(step).await {
@@ -212,7 +221,7 @@ impl Executor {
     /// A planned switchover (`oscarbox db switchover`): refused with the reason when the pair
     /// is not in a state to do it safely; otherwise applied step by step. Writes are blocked
     /// from the old primary's `read_only` until the new one is promoted.
-    pub async fn switchover(&mut self) -> Result<Plan, SwitchoverError> {
+    pub async fn switchover(&mut self) -> Result<(Plan, Duration), SwitchoverError> {
         let obs = self
             .observe()
             .await
@@ -220,7 +229,13 @@ impl Executor {
         let plan = oscarbox_failover::plan_switchover(&obs, &self.policy)
             .map_err(|r| SwitchoverError::Refused(r.0))?;
         tracing::info!("database pair: {plan}");
+        self.last_plan = Some(plan.to_string());
+        let mut blocked_at = None;
+        let mut write_block = Duration::ZERO;
         for (i, step) in plan.steps.iter().enumerate() {
+            if matches!(step, Step::SetReadOnly { .. }) && blocked_at.is_none() {
+                blocked_at = Some(tokio::time::Instant::now());
+            }
             if let Err(e) = self.apply(step).await {
                 tracing::warn!(step = i + 1, "failed to {step}: {e}; the next tick repairs");
                 return Err(SwitchoverError::Failed {
@@ -228,8 +243,109 @@ impl Executor {
                     cause: e.to_string(),
                 });
             }
+            if let (Step::Promote { .. }, Some(at)) = (step, blocked_at) {
+                write_block = at.elapsed();
+            }
         }
-        Ok(plan)
+        tracing::info!(
+            write_block_ms = write_block.as_millis(),
+            "database pair: switchover done"
+        );
+        Ok((plan, write_block))
+    }
+
+    /// Answers one control-socket request.
+    pub async fn answer(&mut self, request: DbRequest) -> DbAnswer {
+        match request {
+            DbRequest::Status => match self.status().await {
+                Ok(s) => DbAnswer::Status(s),
+                Err(e) => DbAnswer::Error {
+                    message: e.to_string(),
+                },
+            },
+            DbRequest::Switchover => match self.switchover().await {
+                Ok((plan, block)) => DbAnswer::Switched {
+                    plan: plan.to_string(),
+                    write_block_ms: u64::try_from(block.as_millis()).unwrap_or(u64::MAX),
+                },
+                Err(SwitchoverError::Refused(message)) => DbAnswer::Refused { message },
+                Err(e) => DbAnswer::Error {
+                    message: e.to_string(),
+                },
+            },
+        }
+    }
+
+    /// The pair as `oscarbox db status` shows it.
+    pub async fn status(&mut self) -> Result<DbPairStatus, ledger::LedgerError> {
+        let obs = self.observe().await?;
+        let letter = |id: NodeId| match id {
+            NodeId::A => "A".to_owned(),
+            NodeId::B => "B".to_owned(),
+        };
+        let nodes = [NodeId::A, NodeId::B]
+            .into_iter()
+            .map(|id| {
+                let n = self.node(id);
+                let mut view = DbPairNode {
+                    id: letter(id),
+                    name: n.spec.name.clone(),
+                    address: n.address().to_string(),
+                    role: if id == obs.ledger.primary {
+                        "primary"
+                    } else {
+                        "replica"
+                    }
+                    .into(),
+                    state: String::new(),
+                    writable: None,
+                    gtid_binlog_pos: None,
+                    gtid_current_pos: None,
+                    replicating: None,
+                    lag_seconds: None,
+                    semi_sync_master: None,
+                    semi_sync_active: None,
+                    detail: None,
+                };
+                match obs.node(id) {
+                    Node::Up(s) => {
+                        view.state = "up".into();
+                        view.writable = Some(!s.read_only);
+                        view.gtid_binlog_pos = Some(s.gtid_binlog_pos.to_string());
+                        view.gtid_current_pos = Some(s.gtid_current_pos.to_string());
+                        view.replicating = s
+                            .replica
+                            .as_ref()
+                            .map(|r| r.sql_running && r.io == oscarbox_failover::IoThread::Running);
+                        view.lag_seconds = s.heartbeat_lag.map(|l| l.as_secs_f64());
+                        view.semi_sync_master = Some(s.semi_sync.enabled);
+                        view.semi_sync_active = Some(s.semi_sync.active);
+                    }
+                    Node::Down { exited, .. } => {
+                        view.state = "down".into();
+                        view.detail = exited.clone();
+                    }
+                    Node::Unresponsive { reason, .. } => {
+                        view.state = "unresponsive".into();
+                        view.detail = Some(reason.clone());
+                    }
+                }
+                view
+            })
+            .collect();
+        let last_incident = std::fs::read_dir(&self.paths.incidents).ok().and_then(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .max()
+        });
+        Ok(DbPairStatus {
+            epoch: obs.ledger.epoch,
+            primary: letter(obs.ledger.primary),
+            endpoint_target: obs.endpoint.map(letter),
+            nodes,
+            last_plan: self.last_plan.clone(),
+            last_incident,
+        })
     }
 
     async fn observe(&mut self) -> Result<Observation, ledger::LedgerError> {
@@ -500,14 +616,25 @@ impl Executor {
         oscarbox_common::write_private(&self.paths.incidents.join(name), text.as_bytes())
     }
 
-    /// Runs ticks until `shutdown`, then stops both nodes.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Runs ticks until `shutdown`, answering control requests between them, then stops both
+    /// nodes.
+    pub async fn run(
+        mut self,
+        shutdown: CancellationToken,
+        mut commands: tokio::sync::mpsc::Receiver<Command>,
+    ) {
+        let mut next_tick = tokio::time::Instant::now() + TICK;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(TICK) => {}
+                Some((request, reply)) = commands.recv() => {
+                    let _ = reply.send(self.answer(request).await);
+                    continue;
+                }
+                () = tokio::time::sleep_until(next_tick) => {}
             }
             let _ = self.tick().await;
+            next_tick = tokio::time::Instant::now() + TICK;
         }
         self.stop().await;
     }

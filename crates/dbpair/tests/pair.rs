@@ -363,7 +363,7 @@ async fn no_acknowledged_write_is_lost_through_a_crash_and_a_hang() -> anyhow::R
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let plan = loop {
         match ex.lock().await.switchover().await {
-            Ok(plan) => break plan,
+            Ok((plan, _)) => break plan,
             Err(oscarbox_dbpair::executor::SwitchoverError::Refused(why)) => {
                 anyhow::ensure!(
                     tokio::time::Instant::now() < deadline,

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod check_config;
 mod control;
+mod db;
 mod fleet;
 mod proxy;
 mod service;
@@ -67,6 +68,14 @@ enum Command {
         #[command(subcommand)]
         action: FleetAction,
     },
+    /// The two-node database: `status` shows roles, epoch, positions, lag and semi-sync;
+    /// `switchover` makes the replica the primary with nothing lost.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Act on the EMR instances.
     Workers {
         #[command(subcommand)]
@@ -117,6 +126,19 @@ enum FleetAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum DbAction {
+    /// Each node's role and state, the epoch, GTID positions, lag, semi-sync, the last incident.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the replica the primary (writes block for at most about 2 s; nothing is lost);
+    /// refused, with the reason, when the pair is not in a state to do it safely. Exit 2 when
+    /// refused.
+    Switchover,
+}
+
+#[derive(Debug, Subcommand)]
 enum WorkersAction {
     /// Restart the instances one at a time, each after its replacement is healthy (upgrades).
     Restart,
@@ -152,6 +174,10 @@ fn main() -> ExitCode {
         Command::Fleet {
             action: FleetAction::Status { file, json },
         } => fleet::status(&file, json),
+        Command::Db { action, config } => match action {
+            DbAction::Status { json } => db::status(config.as_deref(), json),
+            DbAction::Switchover => db::switchover(config.as_deref()),
+        },
         Command::Workers {
             action: WorkersAction::Restart,
             config,

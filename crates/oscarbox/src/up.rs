@@ -221,7 +221,37 @@ async fn up_pair(
         }
     }
     tracing::info!(endpoint = %config.database.endpoint, "the database pair is up");
-    let pair = tokio::spawn(ex.run(pair_token.clone()));
+    // `oscarbox db status|switchover` reach the executor through its socket, between ticks.
+    let (commands, requests) = tokio::sync::mpsc::channel::<oscarbox_dbpair::executor::Command>(8);
+    let listener =
+        oscarbox_socket_rpc::bind(&config.database.control_socket).with_context(|| {
+            format!(
+                "listen on the database pair's control socket {}",
+                config.database.control_socket.display()
+            )
+        })?;
+    tokio::spawn(oscarbox_socket_rpc::serve(
+        listener,
+        pair_token.clone().cancelled_owned(),
+        |message| oscarbox_watchdog_api::db::DbAnswer::Error { message },
+        move |request: oscarbox_watchdog_api::db::DbRequest| {
+            let commands = commands.clone();
+            async move {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                if commands.send((request, reply)).await.is_err() {
+                    return oscarbox_watchdog_api::db::DbAnswer::Error {
+                        message: "the database pair is stopping".into(),
+                    };
+                }
+                answer
+                    .await
+                    .unwrap_or(oscarbox_watchdog_api::db::DbAnswer::Error {
+                        message: "the database pair stopped before answering".into(),
+                    })
+            }
+        },
+    ));
+    let pair = tokio::spawn(ex.run(pair_token.clone(), requests));
     let result = if shutdown.is_cancelled() {
         Ok(())
     } else {

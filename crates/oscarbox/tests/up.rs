@@ -158,6 +158,75 @@ require-mount = false
         assert_eq!(status, 200, "{body}");
         let ledger = std::fs::read_to_string(dir.path().join("state/db/ledger"))?;
         assert!(ledger.contains("primary = A"), "{ledger}");
+
+        // `oscarbox db status` and `db switchover`, through the pair's control socket.
+        let db = |args: &'static [&'static str]| {
+            let config = config.clone();
+            async move {
+                tokio::process::Command::new(OSCARBOX)
+                    .arg("db")
+                    .args(args)
+                    .arg("--config")
+                    .arg(&config)
+                    .output()
+                    .await
+            }
+        };
+        let shown = db(&["status", "--json"]).await?;
+        assert!(
+            shown.status.success(),
+            "{}",
+            String::from_utf8_lossy(&shown.stderr)
+        );
+        let shown: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
+        assert_eq!(shown["primary"], "A", "{shown}");
+        assert_eq!(shown["endpoint_target"], "A", "{shown}");
+        // B may still be catching up: a refusal (exit 2) says why and changes nothing.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = db(&["switchover"]).await?;
+            if out.status.success() {
+                let text = String::from_utf8_lossy(&out.stdout);
+                assert!(text.contains("writes were blocked for"), "{text}");
+                break;
+            }
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "switchover refused for a minute"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let shown = db(&["status"]).await?;
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert!(text.contains("primary node B, endpoint on B"), "{text}");
+        // The EMR carries on through the endpoint, now on B.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, _) = oscarbox_test_harness::soap(
+                &tls_client,
+                &format!("https://localhost:{https}/oscar/ws/LoginService"),
+                &oscarbox_test_harness::login_envelope(
+                    "login2",
+                    &field("user name:"),
+                    &field("password:"),
+                ),
+            )
+            .await?;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the EMR did not reach the new primary"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     let running = descendants(pid);
     assert!(

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 mod box_status;
+pub mod db;
 
 pub use box_status::{
     BackupStatus, BoxStatus, DatabaseStatus, DbNodeStatus, DrillSummary, FailoverSummary,
