@@ -1,4 +1,5 @@
-//! `oscarbox-bench emr|watchdog|proxy|clinical`: figures that the issues set targets for.
+//! `oscarbox-bench emr|watchdog|proxy|clinical|failover`: figures that the issues set targets
+//! for.
 //!
 //! `emr`: one `oscar-emr` instance on a real MariaDB:
 //! - time from process start to its first `alive` (fresh database, then a restart);
@@ -18,6 +19,10 @@
 //! 100 MiB document's upload and download rates and peak RSS beside the disk's own rate (see
 //! [`clinical`]).
 //!
+//! `failover`: the two-node MariaDB pair under writes through its endpoint: over 10 kill -9 and
+//! 10 SIGSTOP trials of the primary, the time to the first acknowledged write after the fault;
+//! the write block of a switchover; acknowledged writes lost (see [`failover`]).
+//!
 //! Prints a table; asserts nothing. Run it through `scripts/bench`, which builds in release.
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
@@ -29,6 +34,7 @@ use anyhow::{bail, Context as _};
 use oscarbox_test_harness::{is_alive, Emr, EmrConfig, MariaDb, Signal, Watchdog, IS_ALIVE};
 
 mod clinical;
+mod failover;
 mod proxy;
 
 fn beside_me(name: &str) -> anyhow::Result<PathBuf> {
@@ -353,6 +359,7 @@ async fn main() -> anyhow::Result<()> {
         Some("watchdog") => bench_watchdog().await,
         Some("proxy") => proxy::bench().await,
         Some("clinical") => clinical::bench().await,
+        Some("failover") => failover::bench().await,
         None => {
             bench_emr().await?;
             println!();
@@ -360,10 +367,12 @@ async fn main() -> anyhow::Result<()> {
             println!();
             proxy::bench().await?;
             println!();
-            clinical::bench().await
+            clinical::bench().await?;
+            println!();
+            failover::bench().await
         }
         Some(other) => {
-            bail!("unknown benchmark {other:?}: expected `emr`, `watchdog`, `proxy` or `clinical`")
+            bail!("unknown benchmark {other:?}: expected `emr`, `watchdog`, `proxy`, `clinical` or `failover`")
         }
     }
 }
