@@ -32,14 +32,13 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _};
 use mysql_async::prelude::Queryable as _;
-use mysql_async::{Conn, Row};
+use mysql_async::Conn;
 use nix::sys::signal::Signal;
 use oscarbox_dbpair::endpoint::Endpoint;
 use oscarbox_dbpair::executor::{Executor, Paths, SwitchoverError, TICK};
-use oscarbox_dbpair::{ledger, node};
+use oscarbox_dbpair::ledger;
 use oscarbox_failover::{NodeId, Policy};
-use oscarbox_mariadb::NodeSpec;
-use oscarbox_test_harness::free_port;
+use oscarbox_test_harness::{free_port, pair};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -52,8 +51,6 @@ const SWITCHOVERS: usize = 3;
 const WRITERS: u32 = 4;
 /// The longest a trial, or a wait for the pair to settle, may take before it is abandoned.
 const LIMIT: Duration = Duration::from_secs(120);
-/// How long one probe of a node (connect or query) may take: a stopped node never answers.
-const PROBE: Duration = Duration::from_secs(1);
 /// How long a writer waits for its write's answer before it reconnects.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -77,19 +74,6 @@ type SharedLog = Arc<Mutex<Log>>;
 fn lock(log: &Mutex<Log>) -> MutexGuard<'_, Log> {
     // Nothing panics while holding it: a poisoned lock still holds a consistent log.
     log.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn spec(dir: &Path, name: &str, server_id: u32) -> NodeSpec {
-    NodeSpec {
-        name: name.into(),
-        data_dir: dir.join(name).join("data"),
-        bind: [127, 0, 0, 1].into(),
-        port: free_port(),
-        socket: dir.join("run").join(format!("{name}.sock")),
-        log_file: dir.join(format!("{name}.log")),
-        small: true,
-        extra_args: node::pair_args(server_id),
-    }
 }
 
 /// A writer through the endpoint: inserts (writer, seq) rows one by one, logging each that
@@ -134,65 +118,6 @@ async fn writer(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-}
-
-/// Root on a node's socket, or `None` if it does not answer within `PROBE`.
-async fn root(socket: &Path) -> Option<Conn> {
-    tokio::time::timeout(PROBE, Conn::new(oscarbox_mariadb::root_opts(socket)))
-        .await
-        .ok()?
-        .ok()
-}
-
-/// Whether the node replicates with both threads running (`SHOW SLAVE STATUS`).
-async fn replicating(socket: &Path) -> bool {
-    let Some(mut conn) = root(socket).await else {
-        return false;
-    };
-    let row: Option<Row> = tokio::time::timeout(PROBE, conn.query_first("SHOW SLAVE STATUS"))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten();
-    let running = |r: &Row, name: &str| {
-        r.get_opt::<Option<String>, _>(name)
-            .and_then(Result::ok)
-            .flatten()
-            .as_deref()
-            == Some("Yes")
-    };
-    row.is_some_and(|r| running(&r, "Slave_IO_Running") && running(&r, "Slave_SQL_Running"))
-}
-
-/// Whether the node is writable and runs semi-sync as primary with its replica connected.
-async fn serving_semi_sync(socket: &Path) -> bool {
-    let Some(mut conn) = root(socket).await else {
-        return false;
-    };
-    let read_only: Option<i64> =
-        tokio::time::timeout(PROBE, conn.query_first("SELECT @@global.read_only"))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
-    if read_only != Some(0) {
-        return false;
-    }
-    let rows: Vec<(String, String)> = tokio::time::timeout(
-        PROBE,
-        conn.query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')"),
-    )
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .unwrap_or_default();
-    let on = rows
-        .iter()
-        .any(|(n, v)| n == "Rpl_semi_sync_master_status" && v == "ON");
-    let clients = rows
-        .iter()
-        .any(|(n, v)| n == "Rpl_semi_sync_master_clients" && v != "0");
-    on && clients
 }
 
 /// The first start: ticks by hand until A is the only writable node.
@@ -344,8 +269,8 @@ impl Bench {
         let deadline = Instant::now() + within;
         loop {
             if let Ok(p) = self.primary() {
-                if replicating(self.socket(p.other())).await
-                    && serving_semi_sync(self.socket(p)).await
+                if pair::replicating(self.socket(p.other())).await
+                    && pair::serving_semi_sync(self.socket(p)).await
                 {
                     let (now, from) = (Instant::now(), self.logged());
                     let left = deadline.saturating_duration_since(now);
@@ -528,19 +453,6 @@ async fn measure(bench: &Bench, trials: usize, figures: &mut Figures) -> anyhow:
     Ok(())
 }
 
-/// Rows in the final primary's table: (writer, seq) as read, duplicates kept.
-async fn rows(socket: &Path) -> anyhow::Result<Vec<(u32, u32)>> {
-    let read = async {
-        let mut conn = Conn::new(oscarbox_mariadb::root_opts(socket)).await?;
-        let rows: Vec<(u32, u32)> = conn.query("SELECT writer, seq FROM oscar.acked").await?;
-        let _ = conn.disconnect().await;
-        Ok::<_, mysql_async::Error>(rows)
-    };
-    Ok(tokio::time::timeout(LIMIT, read)
-        .await
-        .context("reading the table timed out")??)
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
@@ -575,7 +487,10 @@ pub async fn bench() -> anyhow::Result<()> {
     let trials = trials()?;
     let started = Instant::now();
     let dir = tempfile::tempdir()?;
-    let (a, b) = (spec(dir.path(), "a", 1), spec(dir.path(), "b", 2));
+    let (a, b) = (
+        pair::node_spec(dir.path(), "a", 1),
+        pair::node_spec(dir.path(), "b", 2),
+    );
     let sockets = [a.socket.clone(), b.socket.clone()];
     let shutdown = CancellationToken::new();
     let endpoint = Endpoint::bind(([127, 0, 0, 1], free_port()).into(), shutdown.clone()).await?;
@@ -645,7 +560,7 @@ pub async fn bench() -> anyhow::Result<()> {
     }
     let final_primary = bench.primary();
     let present = match &final_primary {
-        Ok(p) => rows(bench.socket(*p)).await,
+        Ok(p) => pair::acked_rows(bench.socket(*p)).await,
         Err(e) => Err(anyhow::anyhow!("{e:#}")),
     };
     let acked = lock(&bench.log).acked.clone();

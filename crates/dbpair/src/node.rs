@@ -15,8 +15,11 @@ use oscarbox_supervisor::Child;
 /// How long any one probe or statement may take before the node counts as unresponsive.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long semi-sync waits for the replica's acknowledgement before falling back to
-/// asynchronous replication (recorded and alerted by the decision core).
-pub const SEMI_SYNC_TIMEOUT_MS: u32 = 2000;
+/// asynchronous replication (recorded and alerted by the decision core). Long enough that a
+/// replica stalled for a few seconds (a busy disk, a starved CPU) never turns an acknowledged
+/// write into one only the primary has; the price is one pause of this length in writes when
+/// the replica dies, before the primary carries on alone.
+pub const SEMI_SYNC_TIMEOUT_MS: u32 = 10_000;
 
 /// The replication settings of a pair node (DESIGN.md, "Database"): GTIDs in strict mode, every
 /// commit durable in the binlog and InnoDB, replicated changes logged too (so either node can

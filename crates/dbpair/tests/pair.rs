@@ -14,25 +14,11 @@ use mysql_async::prelude::Queryable;
 use nix::sys::signal::Signal;
 use oscarbox_dbpair::endpoint::Endpoint;
 use oscarbox_dbpair::executor::{Executor, Paths};
-use oscarbox_dbpair::{ledger, node};
+use oscarbox_dbpair::ledger;
 use oscarbox_failover::{NodeId, Policy};
-use oscarbox_mariadb::NodeSpec;
-use oscarbox_test_harness::free_port;
+use oscarbox_test_harness::{free_port, pair};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio_util::sync::CancellationToken;
-
-fn spec(dir: &std::path::Path, name: &str, server_id: u32) -> NodeSpec {
-    NodeSpec {
-        name: name.into(),
-        data_dir: dir.join(name).join("data"),
-        bind: [127, 0, 0, 1].into(),
-        port: free_port(),
-        socket: dir.join("run").join(format!("{name}.sock")),
-        log_file: dir.join(format!("{name}.log")),
-        small: true,
-        extra_args: node::pair_args(server_id),
-    }
-}
 
 /// Acknowledged writes, per writer: (writer, sequence number).
 type Acked = Arc<Mutex<BTreeSet<(u32, u32)>>>;
@@ -81,63 +67,41 @@ async fn writer(
     }
 }
 
-async fn rows(socket: &std::path::Path) -> anyhow::Result<Vec<(u32, u32)>> {
-    let mut conn = mysql_async::Conn::new(oscarbox_mariadb::root_opts(socket)).await?;
-    Ok(conn.query("SELECT writer, seq FROM oscar.acked").await?)
-}
-
-/// Waits until the node at `socket` replicates with both threads running.
-async fn replicating(socket: &std::path::Path, within: Duration) -> anyhow::Result<()> {
+/// Waits until `probe` holds for the node at `socket`.
+async fn wait_for<F, Fut>(
+    what: &str,
+    socket: &std::path::Path,
+    within: Duration,
+    probe: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(std::path::PathBuf) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Ok(mut conn) = mysql_async::Conn::new(oscarbox_mariadb::root_opts(socket)).await {
-            let row: Option<mysql_async::Row> = conn.query_first("SHOW SLAVE STATUS").await?;
-            let running = |r: &mysql_async::Row, name: &str| {
-                r.get_opt::<Option<String>, _>(name)
-                    .and_then(Result::ok)
-                    .flatten()
-                    .as_deref()
-                    == Some("Yes")
-            };
-            if row.is_some_and(|r| {
-                running(&r, "Slave_IO_Running") && running(&r, "Slave_SQL_Running")
-            }) {
-                return Ok(());
-            }
-        }
+    while !probe(socket.to_path_buf()).await {
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "{} did not replicate within {within:?}",
+            "{} was not {what} within {within:?}",
             socket.display()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until the primary at `socket` runs semi-sync with its replica connected.
-async fn semi_sync_active(socket: &std::path::Path, within: Duration) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Ok(mut conn) = mysql_async::Conn::new(oscarbox_mariadb::root_opts(socket)).await {
-            let rows: Vec<(String, String)> = conn
-                .query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')")
-                .await?;
-            let on = rows
-                .iter()
-                .any(|(n, v)| n == "Rpl_semi_sync_master_status" && v == "ON");
-            let clients = rows
-                .iter()
-                .any(|(n, v)| n == "Rpl_semi_sync_master_clients" && v != "0");
-            if on && clients {
-                return Ok(());
-            }
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "semi-sync did not become active within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok(())
+}
+
+async fn replicating(socket: &std::path::Path, within: Duration) -> anyhow::Result<()> {
+    wait_for("replicating", socket, within, |s| async move {
+        pair::replicating(&s).await
+    })
+    .await
+}
+
+async fn semi_sync_active(socket: &std::path::Path, within: Duration) -> anyhow::Result<()> {
+    wait_for("serving with semi-sync", socket, within, |s| async move {
+        pair::serving_semi_sync(&s).await
+    })
+    .await
 }
 
 async fn checksum(socket: &std::path::Path) -> anyhow::Result<Option<i64>> {
@@ -189,7 +153,10 @@ impl Pair {
             .with_env_filter("info")
             .try_init();
         let dir = tempfile::tempdir()?;
-        let (a, b) = (spec(dir.path(), "a", 1), spec(dir.path(), "b", 2));
+        let (a, b) = (
+            pair::node_spec(dir.path(), "a", 1),
+            pair::node_spec(dir.path(), "b", 2),
+        );
         let (a_socket, b_socket) = (a.socket.clone(), b.socket.clone());
         let shutdown = CancellationToken::new();
         let endpoint =
@@ -343,12 +310,16 @@ async fn no_acknowledged_write_is_lost_through_a_crash_and_a_hang() -> anyhow::R
         assert_eq!(ex.writable(NodeId::B).await, Some(true));
     }
 
-    let on_b: BTreeSet<(u32, u32)> = rows(&b_socket).await?.into_iter().collect();
+    let on_b: BTreeSet<(u32, u32)> = pair::acked_rows(&b_socket).await?.into_iter().collect();
     let so_far = acked.lock().expect("not poisoned").clone();
     let lost: Vec<_> = so_far.difference(&on_b).collect();
+    let reports: String = std::fs::read_dir(&paths.incidents)?
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
     assert!(
         lost.is_empty(),
-        "{} acknowledged writes missing from the new primary: {:?}",
+        "{} acknowledged writes missing from the new primary: {:?}\n{reports}",
         lost.len(),
         lost.iter().take(10).collect::<Vec<_>>()
     );
@@ -386,7 +357,7 @@ async fn no_acknowledged_write_is_lost_through_a_crash_and_a_hang() -> anyhow::R
     for w in writers {
         let _ = w.await;
     }
-    let on_a = rows(&a_socket).await?;
+    let on_a = pair::acked_rows(&a_socket).await?;
     let unique: BTreeSet<(u32, u32)> = on_a.iter().copied().collect();
     assert_eq!(unique.len(), on_a.len(), "every write is there once");
     let acked = acked.lock().expect("not poisoned").clone();

@@ -3,6 +3,8 @@
 //! written for them. Instances capture their logs; dropping one fails the test if it logged an
 //! ERROR that the test did not declare expected.
 
+pub mod pair;
+
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -264,7 +264,7 @@ async fn store_and_record(
             ))
         }
         Err(e) => {
-            tracing::error!(document_of = up.patient, "failed to store a document: {e}");
+            tracing::error!("failed to store a document: {e}");
             return Err(refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the document could not be stored",
