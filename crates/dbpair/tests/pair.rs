@@ -1,7 +1,8 @@
 //! Two real `mariadbd` nodes run by the executor, under continuous writes through the stable
 //! endpoint from several clients that log every acknowledged write. In turn: kill -9 the
 //! primary (restarted in place); SIGSTOP it (a hang: failed over to the replica); the old
-//! primary rejoins by itself as a replica; a planned switchover back. After each, every
+//! primary rejoins by itself as a replica; a planned switchover back; kill -9 the replica
+//! (started again while the primary carries on). After each, every
 //! acknowledged write is on the primary exactly once; at the end both nodes hold the same
 //! table; and no sample ever found two writable nodes.
 
@@ -352,6 +353,18 @@ async fn no_acknowledged_write_is_lost_through_a_crash_and_a_hang() -> anyhow::R
     );
     wait_for_more(before, Duration::from_secs(30)).await?;
     replicating(&b_socket, Duration::from_secs(60)).await?;
+
+    // The replica crashes: the primary carries on, and the replica is started again and
+    // catches up.
+    ex.lock().await.signal(NodeId::B, Signal::SIGKILL);
+    let before = count();
+    wait_for_more(before, Duration::from_secs(30)).await?;
+    replicating(&b_socket, Duration::from_secs(60)).await?;
+    assert_eq!(
+        ledger::read(&paths.ledger)?.map(|l| l.primary),
+        Some(NodeId::A),
+        "no failover for a replica"
+    );
 
     stop_writers.store(true, Ordering::Relaxed);
     for w in writers {
