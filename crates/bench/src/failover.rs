@@ -24,7 +24,6 @@
 //! they cannot run here. Prints a table; asserts nothing.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -51,8 +50,6 @@ const SWITCHOVERS: usize = 3;
 const WRITERS: u32 = 4;
 /// The longest a trial, or a wait for the pair to settle, may take before it is abandoned.
 const LIMIT: Duration = Duration::from_secs(120);
-/// How long a writer waits for its write's answer before it reconnects.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 const CRASH_TARGET: Duration = Duration::from_secs(5);
 const HANG_TARGET: Duration = Duration::from_secs(8);
@@ -74,71 +71,6 @@ type SharedLog = Arc<Mutex<Log>>;
 fn lock(log: &Mutex<Log>) -> MutexGuard<'_, Log> {
     // Nothing panics while holding it: a poisoned lock still holds a consistent log.
     log.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A writer through the endpoint: inserts (writer, seq) rows one by one, logging each that
-/// MariaDB acknowledged; on any error reconnects and goes on with the next number (a write
-/// whose answer was lost may or may not be there: only acknowledged ones must be).
-async fn writer(
-    endpoint: SocketAddr,
-    password: String,
-    id: u32,
-    log: SharedLog,
-    stop: Arc<AtomicBool>,
-) {
-    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(endpoint.ip().to_string())
-        .tcp_port(endpoint.port())
-        .user(Some("oscar_app"))
-        .pass(Some(password))
-        .db_name(Some("oscar"))
-        .prefer_socket(false)
-        .into();
-    let mut seq = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(Ok(mut conn)) =
-            tokio::time::timeout(Duration::from_secs(2), Conn::new(opts.clone())).await
-        else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        while !stop.load(Ordering::Relaxed) {
-            seq += 1;
-            let sent = Instant::now();
-            let write = conn.exec_drop("INSERT INTO acked (writer, seq) VALUES (?, ?)", (id, seq));
-            match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-                Ok(Ok(())) => {
-                    let at = Instant::now();
-                    let mut log = lock(&log);
-                    log.acked.insert((id, seq));
-                    log.times.push((sent, at));
-                }
-                _ => break,
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-/// The first start: ticks by hand until A is the only writable node.
-async fn first_settle(ex: &AsyncMutex<Executor>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let ok = {
-            let ex = ex.lock().await;
-            ex.writable(NodeId::A).await == Some(true)
-                && ex.writable(NodeId::B).await == Some(false)
-        };
-        if ok {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "node A did not become the only writable node within {LIMIT:?}"
-        );
-        ex.lock().await.tick().await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -521,27 +453,24 @@ pub async fn bench() -> anyhow::Result<()> {
     let stop_writers = Arc::new(AtomicBool::new(false));
     let mut ticking = None;
     let run = async {
-        first_settle(&ex).await?;
+        pair::settle(&ex, NodeId::A, LIMIT).await?;
         let mut conn = Conn::new(oscarbox_mariadb::root_opts(bench.socket(NodeId::A))).await?;
         conn.query_drop("CREATE TABLE oscar.acked (writer int NOT NULL, seq int NOT NULL, PRIMARY KEY (writer, seq)) ENGINE=InnoDB").await?;
         let _ = conn.disconnect().await;
         // The executor ticks on its own from here, as in the watchdog.
-        ticking = Some({
-            let (ex, stop) = (Arc::clone(&ex), shutdown.clone());
-            tokio::spawn(async move {
-                while !stop.is_cancelled() {
-                    ex.lock().await.tick().await;
-                    tokio::time::sleep(TICK).await;
-                }
-            })
-        });
+        ticking = Some(pair::ticking(&ex, &shutdown));
         writers = (1..=WRITERS)
             .map(|w| {
-                tokio::spawn(writer(
+                let log = Arc::clone(&bench.log);
+                tokio::spawn(pair::writer(
                     endpoint_addr,
                     app_password.clone(),
                     w,
-                    Arc::clone(&bench.log),
+                    move |seq, sent, at| {
+                        let mut log = lock(&log);
+                        log.acked.insert((w, seq));
+                        log.times.push((sent, at));
+                    },
                     Arc::clone(&stop_writers),
                 ))
             })

@@ -258,7 +258,7 @@ impl Executor {
     pub async fn answer(&mut self, request: DbRequest) -> DbAnswer {
         match request {
             DbRequest::Status => match self.status().await {
-                Ok(s) => DbAnswer::Status(s),
+                Ok(s) => DbAnswer::Status(Box::new(s)),
                 Err(e) => DbAnswer::Error {
                     message: e.to_string(),
                 },
@@ -333,18 +333,13 @@ impl Executor {
                 view
             })
             .collect();
-        let last_incident = std::fs::read_dir(&self.paths.incidents).ok().and_then(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .max()
-        });
         Ok(DbPairStatus {
             epoch: obs.ledger.epoch,
             primary: letter(obs.ledger.primary),
             endpoint_target: obs.endpoint.map(letter),
             nodes,
             last_plan: self.last_plan.clone(),
-            last_incident,
+            last_failover: self.last_failover(),
         })
     }
 
@@ -508,7 +503,9 @@ impl Executor {
             Step::AttachReplica { node, primary } => {
                 // Its position is its own history, so it asks for exactly what it lacks.
                 self.attach(*node, *primary, "@@global.gtid_current_pos")
-                    .await
+                    .await?;
+                self.complete_incident(*node, &crate::incident::none_lost(*node, *primary));
+                Ok(())
             }
             Step::StartReplication { node } => self.node(*node).exec(&["START SLAVE".into()]).await,
             Step::SetSemiSyncMaster { node, on } => {
@@ -522,9 +519,12 @@ impl Executor {
                     .paths
                     .preserved
                     .join(format!("{}-{node}", unix_seconds()).replace(' ', "-"));
-                crate::rebuild::preserve_extra(self.node(*node), self.node(node.other()), &dir)
-                    .await
-                    .map(drop)
+                let saved =
+                    crate::rebuild::preserve_extra(self.node(*node), self.node(node.other()), &dir)
+                        .await?;
+                let line = crate::incident::saved(*node, node.other(), &saved, &dir);
+                self.complete_incident(*node, &line);
+                Ok(())
             }
             Step::Rebuild { node, from } => {
                 let n = self.node_mut(*node);
@@ -589,31 +589,56 @@ impl Executor {
 
     /// Writes the incident report: plain text, for a person.
     fn incident(&self, i: &Incident) -> std::io::Result<()> {
-        let recovery = self
-            .last_served
-            .map(|t| format!("{:.1} s", t.elapsed().as_secs_f64()))
-            .unwrap_or_else(|| "unknown".into());
-        let gtids = |g: &Option<oscarbox_failover::GtidList>| {
-            g.as_ref()
-                .map_or_else(|| "unknown".to_owned(), ToString::to_string)
-        };
-        let semi = match i.semi_sync_was_on {
-            Some(true) => "on: every acknowledged write had reached the new primary",
-            Some(false) => "OFF: writes acknowledged while it was off may be missing; see the transactions below",
-            None => "unknown",
-        };
-        let text = format!(
-            "OSCAR Box database failover\nfrom: {}\nto: {}\nepoch: {}\ncause: {}\nsince the old primary last served: {recovery}\nsemi-sync: {semi}\nold primary last seen at: {}\nnew primary promoted at: {}\n",
-            i.from,
-            i.to,
-            i.epoch,
-            i.cause,
-            gtids(&i.last_seen_primary),
-            i.promoted_at,
-        );
-        let name = format!("epoch-{:06}.txt", i.epoch);
+        let recovery = self.last_served.map(|t| t.elapsed());
+        let text = crate::incident::report(i, std::time::SystemTime::now(), recovery);
         std::fs::create_dir_all(&self.paths.incidents)?;
-        oscarbox_common::write_private(&self.paths.incidents.join(name), text.as_bytes())
+        oscarbox_common::write_private(
+            &self
+                .paths
+                .incidents
+                .join(crate::incident::file_name(i.epoch)),
+            text.as_bytes(),
+        )
+    }
+
+    /// Completes the incident report of the failover away from `old_primary` at the current
+    /// epoch, once that node is back and what it had is known: the transactions lost, none or
+    /// the exact list. Best effort (the report is for a person; the facts are also logged).
+    fn complete_incident(&self, old_primary: NodeId, lost: &str) {
+        let Ok(Some(held)) = ledger::read(&self.paths.ledger) else {
+            return;
+        };
+        let path = self
+            .paths
+            .incidents
+            .join(crate::incident::file_name(held.epoch));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let Some(text) = crate::incident::complete(&text, old_primary, lost) else {
+            return;
+        };
+        match oscarbox_common::write_private(&path, text.as_bytes()) {
+            Ok(()) => tracing::info!(
+                "database pair: transactions lost in the failover away from {old_primary}: {lost}"
+            ),
+            Err(e) => tracing::warn!(
+                "failed to complete the incident report {}: {e}",
+                path.display()
+            ),
+        }
+    }
+
+    /// The newest failover's report, read back.
+    fn last_failover(&self) -> Option<oscarbox_watchdog_api::db::DbFailover> {
+        let newest = std::fs::read_dir(&self.paths.incidents)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+            .max()?;
+        let text = std::fs::read_to_string(&newest).ok()?;
+        Some(crate::incident::parse(&newest.display().to_string(), &text))
     }
 
     /// Runs ticks until `shutdown`, answering control requests between them, then stops both

@@ -244,6 +244,9 @@ impl Pair {
     ) -> NodeId {
         let (p, r) = (obs.ledger.primary, obs.ledger.primary.other());
         self.down_since = None;
+        // What was seen of the primary before is no guide to the promoted node's semi-sync:
+        // an incident report must not claim it was on from a sample of an earlier life.
+        self.last_seen = None;
         // The ledger's holder, unless the other node answers and has everything it has and
         // more: then promoting the other loses nothing, and promoting the holder would strand
         // the other's extra transactions.
@@ -451,7 +454,7 @@ impl Pair {
         why.push_str(&match &self.last_seen {
             Some((_, true)) => format!(" Semi-sync was on, so every acknowledged write reached {r}."),
             Some((pos, false)) => format!(" Semi-sync was off when {p} was last seen (at {pos}): writes past {promoted_at} may be lost; they will be saved for review if {p} comes back."),
-            None => format!(" {p} was not seen writable since the watchdog started: whether anything is lost is known when {p} comes back."),
+            None => format!(" {p} was not seen serving since the watchdog started or since it was last promoted: whether anything is lost is known when {p} comes back."),
         });
         b.kind(Kind::Failover);
         b.step(Step::Stop { node: p });

@@ -91,3 +91,89 @@ pub async fn acked_rows(socket: &Path) -> anyhow::Result<Vec<(u32, u32)>> {
     let mut conn = Conn::new(oscarbox_mariadb::root_opts(socket)).await?;
     Ok(conn.query("SELECT writer, seq FROM oscar.acked").await?)
 }
+
+/// How long a [`writer`] waits for a write's answer before it reconnects.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A writer through the endpoint `at` as `oscar_app`: inserts `(id, seq)` rows into
+/// `oscar.acked` one by one, calling `acked(seq, sent, answered)` for each that MariaDB
+/// acknowledged; on any error or timeout it reconnects and goes on with the next number (a write
+/// whose answer was lost may or may not be there: only acknowledged ones must be). Runs until
+/// `stop`.
+pub async fn writer(
+    at: std::net::SocketAddr,
+    password: String,
+    id: u32,
+    mut acked: impl FnMut(u32, tokio::time::Instant, tokio::time::Instant) + Send,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(at.ip().to_string())
+        .tcp_port(at.port())
+        .user(Some("oscar_app"))
+        .pass(Some(password))
+        .db_name(Some("oscar"))
+        .prefer_socket(false)
+        .into();
+    let mut seq = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(Ok(mut conn)) = tokio::time::timeout(PROBE, Conn::new(opts.clone())).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        while !stop.load(Ordering::Relaxed) {
+            seq += 1;
+            let sent = tokio::time::Instant::now();
+            let write = conn.exec_drop("INSERT INTO acked (writer, seq) VALUES (?, ?)", (id, seq));
+            match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(Ok(())) => acked(seq, sent, tokio::time::Instant::now()),
+                _ => break,
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// A pair executor shared between the ticking task and a test's own probes and faults.
+pub type SharedExecutor = std::sync::Arc<tokio::sync::Mutex<oscarbox_dbpair::executor::Executor>>;
+
+/// Ticks the executor every `TICK` until `stop`, as the watchdog does.
+pub fn ticking(
+    ex: &SharedExecutor,
+    stop: &tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let (ex, stop) = (std::sync::Arc::clone(ex), stop.clone());
+    tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            ex.lock().await.tick().await;
+            tokio::time::sleep(oscarbox_dbpair::executor::TICK).await;
+        }
+    })
+}
+
+/// Ticks by hand until `primary` is the only writable node (a first start, before the
+/// executor ticks on its own).
+pub async fn settle(
+    ex: &SharedExecutor,
+    primary: oscarbox_failover::NodeId,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let ok = {
+            let ex = ex.lock().await;
+            ex.writable(primary).await == Some(true)
+                && ex.writable(primary.other()).await == Some(false)
+        };
+        if ok {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{primary} did not become the only writable node within {within:?}"
+        );
+        ex.lock().await.tick().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

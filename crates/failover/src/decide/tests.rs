@@ -202,6 +202,42 @@ fn primary_crashed_with_data_intact_is_restarted_in_place_then_promoted_under_a_
 }
 
 #[test]
+fn a_primary_hung_before_it_was_seen_serving_again_claims_nothing_about_semi_sync() {
+    let (mut pair, p) = settled();
+    let b = lost(replica(A, "0-1-42", "0-1-42"));
+    pair.tick(&obs(10.0, 3, A, crashed(true), b), &p);
+    let back = with_status(primary("0-1-50"), |st| st.read_only = true);
+    let plan = pair.tick(&obs(11.0, 3, A, back, replica(A, "0-1-50", "0-1-50")), &p);
+    assert_eq!(plan.kind, Kind::Promote, "{plan}");
+    // Hung at once, before any tick saw it serving at epoch 4 (and its semi-sync with it).
+    let hung = Node::Unresponsive {
+        stopped: true,
+        reason: "timed out".into(),
+    };
+    let b = lost(replica(A, "0-1-61", "0-1-61"));
+    pair.tick(&obs(11.5, 4, A, hung.clone(), b.clone()), &p);
+    let plan = pair.tick(&obs(15.0, 4, A, hung, b), &p);
+    assert_eq!(plan.kind, Kind::Failover, "{plan}");
+    let incident = plan.steps.iter().find_map(|s| match s {
+        Step::Incident(i) => Some(i.clone()),
+        _ => None,
+    });
+    let incident = incident.expect("an incident report");
+    assert_eq!(
+        incident.semi_sync_was_on, None,
+        "not the earlier life's sample"
+    );
+    assert_eq!(incident.last_seen_primary, None);
+    assert!(
+        has(
+            &plan,
+            "whether anything is lost is known when node A comes back"
+        ),
+        "{plan}"
+    );
+}
+
+#[test]
 fn restart_budget_exhausted_fails_over() {
     let (mut pair, p) = settled();
     let b = lost(replica(A, "0-1-42", "0-1-42"));
