@@ -64,8 +64,17 @@ pub fn table(s: &DbPairStatus) -> String {
         }
         let _ = writeln!(out, "  node {}: {}", n.id, facts.join(", "));
     }
-    if let Some(i) = &s.last_incident {
-        let _ = writeln!(out, "last incident: {i}");
+    if let Some(f) = &s.last_failover {
+        let mut facts = vec![format!("epoch {}, {} to {}", f.epoch, f.from, f.to)];
+        if let Some(secs) = f.seconds_to_recover {
+            facts.push(format!("writes resumed within {secs:.1} s"));
+        }
+        facts.push(match f.transactions_lost {
+            Some(0) => "nothing lost".to_owned(),
+            Some(n) => format!("{n} transactions of the old primary saved for review"),
+            None => "what was lost is known when the old primary is back".to_owned(),
+        });
+        let _ = writeln!(out, "last failover: {} ({})", facts.join(", "), f.report);
     }
     if let Some(p) = &s.last_plan {
         let _ = writeln!(out, "last action: {}", p.lines().next().unwrap_or_default());

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod check_config;
 mod control;
+mod database;
 mod db;
 mod fleet;
 mod proxy;
@@ -37,8 +38,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Run the watchdog: start the EMR instances, probe them, heal hung ones (systemd runs
-    /// this as a Type=notify service).
+    /// Run the watchdog: start the EMR instances, probe them, heal hung ones, and with two
+    /// database nodes configured run the MariaDB pair and fail it over (systemd runs this as a
+    /// Type=notify service).
     Watchdog {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,

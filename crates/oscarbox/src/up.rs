@@ -2,11 +2,12 @@
 //!
 //! `up` runs the whole box in the foreground, for development and demos: MariaDB (one node
 //! that clients reach directly, or, when the configuration names two nodes and an endpoint of
-//! its own, the pair behind the stable endpoint with its executor), the EMR's account, the watchdog with its instances, and the HTTPS proxy in
-//! front of them; it prints the address to open once every instance answers `isAlive`. Ctrl-C
-//! stops everything in order: the proxy (requests in flight finish), the watchdog and its
-//! instances, then MariaDB. `watchdog` runs only the watchdog, as
-//! systemd does on the appliance.
+//! its own, the pair behind the stable endpoint with its executor), the EMR's account, the
+//! watchdog with its instances, and the HTTPS proxy in front of them; it prints the address to
+//! open once every instance answers `isAlive`. Ctrl-C stops everything in order: the proxy
+//! (requests in flight finish), the watchdog and its instances, then MariaDB. `watchdog` runs
+//! the watchdog and, when two nodes are configured, the database pair, as systemd does on the
+//! appliance (the proxy is its own unit).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,8 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use oscarbox_config::{Config, Profile};
+use oscarbox_config::Config;
 use oscarbox_mariadb::NodeSpec;
+
+use crate::database::{self, Layout, RunningPair};
 use oscarbox_watchdog::control;
 use oscarbox_watchdog_api::{Answer, Request};
 use tokio_util::sync::CancellationToken;
@@ -37,7 +40,7 @@ pub fn run(config_path: Option<&Path>, mode: Mode) -> ExitCode {
         };
         match mode {
             Mode::Up => up(config, config_path, shutdown).await,
-            Mode::WatchdogOnly => oscarbox_watchdog::run(config, config_path, shutdown).await,
+            Mode::WatchdogOnly => watchdog(config, config_path, shutdown).await,
         }
     })
 }
@@ -62,6 +65,47 @@ async fn up(
     config_path: PathBuf,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let (state_dir, password) = prepare(&config)?;
+    match database::layout(&config)? {
+        Layout::Pair(..) => {
+            let Some(pair) = RunningPair::start(&config, &state_dir, &password, &shutdown).await?
+            else {
+                return Ok(());
+            };
+            let result = run_box(Arc::clone(&config), config_path, &shutdown).await;
+            pair.stop().await;
+            result
+        }
+        Layout::Single(node) => {
+            let spec = database::node_spec(&config, node, &state_dir, Vec::new())?;
+            up_single(config, config_path, spec, &password, shutdown).await
+        }
+    }
+}
+
+/// `oscarbox watchdog`: the EMR instances under the watchdog, and with two nodes configured the
+/// database pair, which the watchdog owns (DESIGN.md, "Processes"). With one node, MariaDB is
+/// run by something else and reached at the endpoint.
+async fn watchdog(
+    config: Arc<Config>,
+    config_path: PathBuf,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if !matches!(database::layout(&config)?, Layout::Pair(..)) {
+        return oscarbox_watchdog::run(config, config_path, shutdown).await;
+    }
+    let (state_dir, password) = prepare(&config)?;
+    let Some(pair) = RunningPair::start(&config, &state_dir, &password, &shutdown).await? else {
+        return Ok(());
+    };
+    let result = oscarbox_watchdog::run(Arc::clone(&config), config_path, shutdown).await;
+    pair.stop().await;
+    result
+}
+
+/// The state directory's `run` (private) and `log`, the documents directory, and the EMR's
+/// database password (generated once).
+fn prepare(config: &Config) -> anyhow::Result<(PathBuf, String)> {
     let state_dir = absolute(&config.box_.state_dir)?;
     for dir in [state_dir.join("run"), state_dir.join("log")] {
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -76,58 +120,17 @@ async fn up(
                 config.database.app_password_file.display()
             )
         })?;
-    match config.database.nodes.as_slice() {
-        [a, b] if ![a.port, b.port].contains(&config.database.endpoint.port()) => {
-            up_pair(config, config_path, &state_dir, &password, shutdown).await
-        }
-        [first, ..] if config.database.endpoint.port() == first.port => {
-            up_single(config, config_path, &state_dir, &password, shutdown).await
-        }
-        [first, ..] => bail!(
-            "database.endpoint ({}) must be either the first node's own address (127.0.0.1:{}, one node) or, with two nodes, a port of its own (the endpoint the watchdog points at the primary)",
-            config.database.endpoint,
-            first.port
-        ),
-        [] => bail!("no [[database.nodes]] configured"),
-    }
-}
-
-fn node_spec(
-    config: &Config,
-    node: &oscarbox_config::DbNode,
-    state_dir: &Path,
-    extra_args: Vec<String>,
-) -> anyhow::Result<NodeSpec> {
-    Ok(NodeSpec {
-        name: node.name.clone(),
-        data_dir: absolute(&node.data_dir)?,
-        bind: config.database.endpoint.ip(),
-        port: node.port,
-        socket: state_dir
-            .join("run")
-            .join(format!("mariadb-{}.sock", node.name)),
-        log_file: state_dir
-            .join("log")
-            .join(format!("mariadb-{}.log", node.name)),
-        small: config.box_.profile == Profile::Dev,
-        extra_args,
-    })
+    Ok((state_dir, password))
 }
 
 /// One `mariadbd`, which clients reach directly.
 async fn up_single(
     config: Arc<Config>,
     config_path: PathBuf,
-    state_dir: &Path,
+    spec: NodeSpec,
     password: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let node = config
-        .database
-        .nodes
-        .first()
-        .context("no [[database.nodes]] configured")?;
-    let spec = node_spec(&config, node, state_dir, Vec::new())?;
     if oscarbox_mariadb::init_data_dir(&spec).await? {
         tracing::info!(node = %spec.name, data_dir = %spec.data_dir.display(), "initialized a new MariaDB data directory");
     }
@@ -153,114 +156,6 @@ async fn up_single(
         Ok((status, false)) => tracing::info!(%status, "MariaDB stopped"),
         Ok((status, true)) => tracing::warn!(%status, "MariaDB had to be killed"),
         Err(e) => tracing::warn!("failed to stop MariaDB: {e}"),
-    }
-    result
-}
-
-/// The two-node pair behind the stable endpoint, run by its executor in this process.
-async fn up_pair(
-    config: Arc<Config>,
-    config_path: PathBuf,
-    state_dir: &Path,
-    password: &str,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    use oscarbox_dbpair::executor::{Executor, Paths};
-    use oscarbox_failover::{NodeId, Policy};
-    let (a, b) = match config.database.nodes.as_slice() {
-        [a, b] => (a, b),
-        _ => bail!("the pair needs exactly two [[database.nodes]]"),
-    };
-    let secrets = state_dir.join("secrets");
-    let repl = oscarbox_mariadb::secrets::ensure(&secrets.join("db-replication-password"))
-        .context("read or create the replication password")?;
-    let monitor = oscarbox_mariadb::secrets::ensure(&secrets.join("db-monitor-password"))
-        .context("read or create the monitoring password")?;
-    let pair_token = CancellationToken::new();
-    let endpoint =
-        oscarbox_dbpair::endpoint::Endpoint::bind(config.database.endpoint, pair_token.clone())
-            .await
-            .with_context(|| {
-                format!(
-                    "listen on the database endpoint {} (database.endpoint)",
-                    config.database.endpoint
-                )
-            })?;
-    let mut ex = Executor::new(
-        node_spec(&config, a, state_dir, oscarbox_dbpair::node::pair_args(1))?,
-        node_spec(&config, b, state_dir, oscarbox_dbpair::node::pair_args(2))?,
-        endpoint,
-        Paths::under(state_dir),
-        repl,
-        Policy::default(),
-    );
-    ex.bootstrap(
-        &config.database.name,
-        &config.database.app_user,
-        password,
-        &monitor,
-    )
-    .await
-    .context("set up the database pair")?;
-    // The pair settles (a primary promoted, the endpoint on it) before the EMR starts; the
-    // instances would wait for it anyway, but a clear error here beats a silent wait.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let plan = ex.tick().await;
-        let primary = oscarbox_dbpair::ledger::read(&Paths::under(state_dir).ledger)?
-            .map_or(NodeId::A, |l| l.primary);
-        if ex.writable(primary).await == Some(true) {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("the database pair did not settle within 2 minutes: {plan}");
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(oscarbox_dbpair::executor::TICK) => {}
-        }
-    }
-    tracing::info!(endpoint = %config.database.endpoint, "the database pair is up");
-    // `oscarbox db status|switchover` reach the executor through its socket, between ticks.
-    let (commands, requests) = tokio::sync::mpsc::channel::<oscarbox_dbpair::executor::Command>(8);
-    let listener =
-        oscarbox_socket_rpc::bind(&config.database.control_socket).with_context(|| {
-            format!(
-                "listen on the database pair's control socket {}",
-                config.database.control_socket.display()
-            )
-        })?;
-    tokio::spawn(oscarbox_socket_rpc::serve(
-        listener,
-        pair_token.clone().cancelled_owned(),
-        |message| oscarbox_watchdog_api::db::DbAnswer::Error { message },
-        move |request: oscarbox_watchdog_api::db::DbRequest| {
-            let commands = commands.clone();
-            async move {
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                if commands.send((request, reply)).await.is_err() {
-                    return oscarbox_watchdog_api::db::DbAnswer::Error {
-                        message: "the database pair is stopping".into(),
-                    };
-                }
-                answer
-                    .await
-                    .unwrap_or(oscarbox_watchdog_api::db::DbAnswer::Error {
-                        message: "the database pair stopped before answering".into(),
-                    })
-            }
-        },
-    ));
-    let pair = tokio::spawn(ex.run(pair_token.clone(), requests));
-    let result = if shutdown.is_cancelled() {
-        Ok(())
-    } else {
-        run_box(Arc::clone(&config), config_path, &shutdown).await
-    };
-    tracing::info!("stopping the database pair");
-    pair_token.cancel();
-    if let Err(e) = pair.await {
-        tracing::warn!("failed to stop the database pair cleanly: {e}");
     }
     result
 }

@@ -1,10 +1,12 @@
 //! The watchdog with real processes and real signals: hangs (SIGSTOP, the EMR's injected hang),
 //! crashes (kill -9), workers that exit at once, a slow-starting Tomcat stand-in, workers that
-//! answer the probe wrongly, and the watchdog's own death.
+//! answer the probe wrongly, the watchdog's own death, and the database pair it runs.
 
 use std::time::Duration;
 
-use oscarbox_test_harness::{descendants, is_gone, EmrConfig, MariaDb, Signal, Watchdog};
+use oscarbox_test_harness::{
+    descendants, free_port, free_ports, is_gone, EmrConfig, MariaDb, Signal, Watchdog,
+};
 use oscarbox_watchdog_api::Status;
 
 const OSCARBOX: &str = env!("CARGO_BIN_EXE_oscarbox");
@@ -437,5 +439,129 @@ async fn systemd_hears_ready_watchdog_and_status() -> anyhow::Result<()> {
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&wd.socket)?.permissions());
     assert_eq!(mode & 0o777, 0o600);
+    Ok(())
+}
+
+/// The appliance's layout: two database nodes and an endpoint of their own. The watchdog runs
+/// the pair as its children behind the endpoint, the instances reach the primary through it,
+/// the box's status and `oscarbox db status` tell the roles, lag and semi-sync, and a SIGTERM
+/// stops both `mariadbd` with everything else.
+#[tokio::test]
+async fn the_watchdog_runs_the_database_pair_and_reports_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().display().to_string();
+    let (endpoint, a, b) = (free_port(), free_port(), free_port());
+    let config = EmrConfig {
+        path: dir.path().join("box.toml"),
+        base_port: free_ports(2),
+        https_port: free_port(),
+        http_port: free_port(),
+        status_port: free_port(),
+        state_dir: dir.path().join("state"),
+    };
+    std::fs::write(
+        &config.path,
+        format!(
+            r#"version = 1
+[box]
+name = "pairtest"
+profile = "dev"
+state-dir = "{d}/state"
+[emr]
+instances = 2
+base-port = {base}
+documents-dir = "{d}/documents"
+shutdown-grace = "3s"
+[database]
+endpoint = "127.0.0.1:{endpoint}"
+[[database.nodes]]
+name = "db1"
+port = {a}
+data-dir = "{d}/db1"
+[[database.nodes]]
+name = "db2"
+port = {b}
+data-dir = "{d}/backup/db2"
+[proxy]
+https-ports = [{https}]
+http-port = {http}
+listen-address = "127.0.0.1"
+[backup]
+disk = "{d}/backup"
+require-mount = false
+[status]
+port = {status}
+interval = "1s"
+{FAST}"#,
+            base = config.base_port,
+            https = config.https_port,
+            http = config.http_port,
+            status = config.status_port,
+        ),
+    )?;
+    let mut wd = Watchdog::start(OSCARBOX.as_ref(), &config)?;
+    wd.wait_until(Duration::from_secs(180), "all healthy", all_healthy(2))
+        .await?;
+
+    // The box's status carries the pair's own view.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let db = loop {
+        let s = wd.box_status().await?;
+        let db = s.database;
+        let seen = db.endpoint_reachable
+            && db.writable == Some(true)
+            && db.nodes.len() == 2
+            && db.nodes[0].role.as_deref() == Some("primary")
+            && db.nodes[0].semi_sync == Some(true)
+            && db.nodes[1].role.as_deref() == Some("replica")
+            && db.nodes[1].lag_seconds.is_some();
+        if seen {
+            break db;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the status never showed the pair: {db:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        db.nodes.iter().all(|n| n.reachable == Some(true)),
+        "{db:#?}"
+    );
+    assert!(db.last_failover.is_none(), "no failover happened");
+
+    let out = tokio::process::Command::new(OSCARBOX)
+        .args(["db", "status", "--json", "--config"])
+        .arg(&config.path)
+        .output()
+        .await?;
+    assert!(out.status.success(), "{out:?}");
+    let pair: oscarbox_watchdog_api::db::DbPairStatus =
+        oscarbox_watchdog_api::from_line(std::str::from_utf8(&out.stdout)?)?;
+    assert_eq!(pair.primary, "A");
+    assert_eq!(pair.endpoint_target.as_deref(), Some("A"));
+    assert!(pair.epoch >= 1, "promoted under an epoch: {pair:?}");
+    assert_eq!(pair.nodes[1].replicating, Some(true), "{pair:?}");
+
+    // Both mariadbd are the watchdog's children, and go with it.
+    let children = descendants(wd.pid());
+    let mariadbd: Vec<i32> = children
+        .iter()
+        .copied()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "mariadbd")
+        })
+        .collect();
+    assert_eq!(mariadbd.len(), 2, "both nodes run under the watchdog");
+    wd.signal(Signal::SIGTERM);
+    let status = wd.wait_exit(Duration::from_secs(120)).await?;
+    assert!(status.success(), "{status}");
+    for p in children {
+        assert!(is_gone(p), "process {p} survived the watchdog");
+    }
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", endpoint)).is_ok(),
+        "the endpoint's port is free again"
+    );
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Gathers the facts of a [`BoxStatus`]: the watchdog's instances (handed in), the proxy (its
-//! admin socket), the database (`SELECT 1` through the endpoint), the disks (`statvfs`, and
+//! admin socket), the database (`SELECT 1` through the endpoint, and the pair's executor on its
+//! control socket), the disks (`statvfs`, and
 //! whether the backup disk is really mounted), memory, CPU and load (`sysinfo`), and the
 //! certificate's end. Each source is asked with a timeout, so one that hangs shows as down
 //! instead of stalling the status.
@@ -11,9 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use mysql_async::prelude::Queryable as _;
 use oscarbox_config::Config;
+use oscarbox_watchdog_api::db::{DbAnswer, DbPairStatus, DbRequest};
 use oscarbox_watchdog_api::{
-    BackupStatus, BoxStatus, DatabaseStatus, DbNodeStatus, ProxyStatus, Space, SystemStatus,
-    TlsStatus, Verdict, WorkerStatus,
+    BackupStatus, BoxStatus, DatabaseStatus, DbNodeStatus, FailoverSummary, ProxyStatus, Space,
+    SystemStatus, TlsStatus, Verdict, WorkerStatus,
 };
 
 use crate::assess::{assess, Expect};
@@ -162,15 +164,39 @@ async fn database(config: &Config) -> DatabaseStatus {
             .and_then(Result::ok),
         Err(_) => None,
     };
+    let pair = match db.nodes.as_slice() {
+        [a, b] if ![a.port, b.port].contains(&db.endpoint.port()) => pair(config).await,
+        _ => None,
+    };
+    let mut last_failover = None;
+    if let Some(pair) = pair {
+        // The pair's executor knows each node: its role by the ledger, whether it answers,
+        // the replica's lag from the heartbeat row, the primary's semi-sync.
+        for (node, seen) in nodes.iter_mut().zip(&pair.nodes) {
+            node.role = Some(seen.role.clone());
+            node.reachable = Some(seen.state == "up");
+            node.lag_seconds = seen.lag_seconds;
+            node.semi_sync = (seen.role == "primary")
+                .then_some(seen.semi_sync_active)
+                .flatten();
+        }
+        last_failover = pair.last_failover.and_then(|f| {
+            Some(FailoverSummary {
+                at: f.at?,
+                seconds_to_recover: f.seconds_to_recover,
+                transactions_lost: f.transactions_lost,
+            })
+        });
+    }
     let Some(read_only) = answer else {
         return DatabaseStatus {
             endpoint_reachable: false,
             writable: None,
             nodes,
-            last_failover: None,
+            last_failover,
         };
     };
-    // Until the watchdog runs the pair, the endpoint is one node's own address.
+    // With one node, the endpoint is that node's own address.
     if let Some(node) = db
         .nodes
         .iter()
@@ -184,7 +210,20 @@ async fn database(config: &Config) -> DatabaseStatus {
         endpoint_reachable: true,
         writable: Some(!read_only),
         nodes,
-        last_failover: None,
+        last_failover,
+    }
+}
+
+/// The pair's own view, from its executor's control socket; `None` when it does not answer.
+async fn pair(config: &Config) -> Option<DbPairStatus> {
+    let ask = oscarbox_socket_rpc::ask::<_, DbAnswer>(
+        "the database pair",
+        &config.database.control_socket,
+        &DbRequest::Status,
+    );
+    match tokio::time::timeout(SOURCE_TIMEOUT, ask).await {
+        Ok(Ok(DbAnswer::Status(s))) => Some(*s),
+        _ => None,
     }
 }
 

@@ -362,8 +362,8 @@ mod tests {
         s.instances[1] = worker(2, "hung");
         s.database.last_failover = Some(oscarbox_watchdog_api::FailoverSummary {
             at: NOW - 100,
-            seconds_to_recover: 4.5,
-            transactions_lost: 0,
+            seconds_to_recover: Some(4.5),
+            transactions_lost: Some(0),
         });
         let text = encode(&assessed(s));
         assert!(text.ends_with("# EOF\n"));

@@ -183,8 +183,15 @@ fn proxy_and_database(out: &mut String, s: &BoxStatus) {
         facts.push(("Saving", flag(s, &[id::DATABASE_READ_ONLY], saving)));
     }
     if let Some(f) = &db.last_failover {
-        let (at, took, lost) = (rfc3339(f.at), f.seconds_to_recover, f.transactions_lost);
-        let summary = format!("{at} (back in {took:.0} s, {lost} changes lost)");
+        let took = f
+            .seconds_to_recover
+            .map_or_else(String::new, |t| format!("back in {t:.0} s, "));
+        let lost = match f.transactions_lost {
+            Some(0) => "nothing lost".to_owned(),
+            Some(n) => format!("{n} changes kept for review"),
+            None => "checking for lost changes".to_owned(),
+        };
+        let summary = format!("{} ({took}{lost})", rfc3339(f.at));
         facts.push(("Last switch to the copy", esc(&summary)));
     }
     facts_list(out, &facts);

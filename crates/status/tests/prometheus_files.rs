@@ -445,8 +445,8 @@ fn everything_known() -> BoxStatus {
             nodes: vec![node("db1", "primary", 0.0), node("db2", "replica", 0.4)],
             last_failover: Some(FailoverSummary {
                 at: now - 86_400,
-                seconds_to_recover: 4.5,
-                transactions_lost: 0,
+                seconds_to_recover: Some(4.5),
+                transactions_lost: Some(0),
             }),
         },
         backups: BackupStatus {

@@ -156,8 +156,13 @@ pub struct DbNodeStatus {
 pub struct FailoverSummary {
     /// Seconds since the Unix epoch.
     pub at: u64,
-    pub seconds_to_recover: f64,
-    pub transactions_lost: u64,
+    /// From the old primary's last service to the endpoint on the new one; `None`: not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_to_recover: Option<f64>,
+    /// Known once the old primary is back: 0, or how many of its transactions the new primary
+    /// lacked (saved for review).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions_lost: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ pub enum DbRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "answer", rename_all = "kebab-case")]
 pub enum DbAnswer {
-    Status(DbPairStatus),
+    Status(Box<DbPairStatus>),
     /// Done: the plan applied, in words.
     Switched {
         plan: String,
@@ -44,9 +44,33 @@ pub struct DbPairStatus {
     /// The last plan with steps, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_plan: Option<String>,
-    /// The newest incident report's file name.
+    /// The newest failover, from its incident report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_incident: Option<String>,
+    pub last_failover: Option<DbFailover>,
+}
+
+/// A failover, as its incident report (`<state>/db/incidents/epoch-N.txt`) records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbFailover {
+    /// The report's path.
+    pub report: String,
+    pub epoch: u64,
+    /// `node A` or `node B`.
+    pub from: String,
+    pub to: String,
+    /// Seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+    /// From the old primary's last service to the endpoint on the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_to_recover: Option<f64>,
+    /// Whether semi-sync was on when the old primary was last seen; `None`: not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semi_sync_was_on: Option<bool>,
+    /// Known once the old primary is back: 0, or how many of its transactions the new primary
+    /// lacked (saved as SQL for review).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions_lost: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
