@@ -1,5 +1,6 @@
 //! What every OSCAR Box binary shares: argument and configuration loading with the exit code
-//! for usage errors, logging setup, the shutdown signal, and writing secrets to disk.
+//! for usage errors, logging setup, the shutdown signal, writing secrets to disk, and escaping
+//! text for the HTML pages the box serves.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
@@ -10,6 +11,22 @@ use tokio_util::sync::CancellationToken;
 
 /// Exit status for a bad command line or configuration (`EX_USAGE` from sysexits.h).
 pub const EX_USAGE: u8 = 64;
+
+/// Escapes text for an HTML element's content or a quoted attribute value.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// Writes `contents` to `path` for this user only, durably: the directory is created with mode
 /// 0700, the file written beside it with mode 0600 and fsynced, then renamed into place and
@@ -109,4 +126,18 @@ pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_escapes_markup_and_both_quotes() {
+        assert_eq!(
+            escape_html(r#"<a href="x">O'Neil & co</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;O&#39;Neil &amp; co&lt;/a&gt;"
+        );
+        assert_eq!(escape_html("plain é"), "plain é");
+    }
 }

@@ -211,31 +211,10 @@ pub(crate) async fn authenticate(
         equal_cost(password).await?;
         return Ok(None);
     }
-    // Counted before the password is checked, under the row lock, so that guesses sent at once
-    // (to one instance or several) are each counted; a success clears the count.
-    if !reserve_attempt(state, &mut conn, user).await? {
-        tracing::info!(security_no, "refused a sign-in to a locked account");
-        equal_cost(password).await?;
+    let pin = pin.map(|p| (p.to_owned(), stored_pin.unwrap_or_default()));
+    let Some(check) = check_counted(state, &mut conn, user, &stored, password, pin).await? else {
         return Ok(None);
-    }
-    let (check, pin_ok) = {
-        let stored = stored.clone();
-        let pw = password.to_owned();
-        let pins = pin.map(|p| (p.to_owned(), stored_pin.unwrap_or_default()));
-        auth::hashing(move || {
-            let pin_ok = pins.is_none_or(|(given, stored)| auth::verify_pin(&stored, &given));
-            (auth::verify_password(&stored, &pw), pin_ok)
-        })
-        .await?
     };
-    if !check.ok || !pin_ok {
-        return Ok(None);
-    }
-    conn.exec_drop(
-        "DELETE FROM oscarbox_login_failure WHERE user_name = ?",
-        (user,),
-    )
-    .await?;
     let mut stored_hash = stored;
     if check.needs_upgrade {
         let pw = password.to_owned();
@@ -258,61 +237,50 @@ pub(crate) async fn authenticate(
     }))
 }
 
-/// Counts one sign-in attempt against `user` unless the account is locked; false when locked.
-/// The row is created first so that the lock taken is a row lock, not a gap lock.
-pub(crate) async fn reserve_attempt(
+/// One password check under the lockout, for every way in (SOAP `login2`, `/login.do`, the
+/// consent page, WS-Security): refused while the account is locked; a failure counted after
+/// the check, under the row lock; a success clears the count. `pin` is (given, stored) when
+/// the sign-in asks for one: password and PIN are one attempt, counted once. Returns the
+/// password check when both were right.
+///
+/// Only failures count. Counting each attempt before its check would let a client that sends
+/// the right password with many calls at once lock its own account; guesses sent in parallel
+/// gain at most the few hashing slots (`auth::hashing`) before the lock holds.
+pub(crate) async fn check_counted(
     state: &AppState,
     conn: &mut Conn,
     user: &str,
-) -> Result<bool, CheckError> {
+    stored: &str,
+    password: &str,
+    pin: Option<(String, String)>,
+) -> Result<Option<auth::Verified>, CheckError> {
+    if is_locked(state, conn, user).await? {
+        tracing::info!("refused a sign-in to a locked account");
+        equal_cost(password).await?;
+        return Ok(None);
+    }
+    let (check, pin_ok) = {
+        let (stored, pw) = (stored.to_owned(), password.to_owned());
+        auth::hashing(move || {
+            let pin_ok = pin.is_none_or(|(given, stored)| auth::verify_pin(&stored, &given));
+            (auth::verify_password(&stored, &pw), pin_ok)
+        })
+        .await?
+    };
+    if !check.ok || !pin_ok {
+        record_failure(state, conn, user).await?;
+        return Ok(None);
+    }
     conn.exec_drop(
-        "INSERT IGNORE INTO oscarbox_login_failure (user_name, failures, first_failure) VALUES (?, 0, NOW())",
+        "DELETE FROM oscarbox_login_failure WHERE user_name = ?",
         (user,),
     )
     .await?;
-    let mut tx = conn.start_transaction(TxOpts::default()).await?;
-    let row: Option<(u32, i64, Option<i64>, i64)> = tx
-        .exec_first(
-            "SELECT failures, UNIX_TIMESTAMP(first_failure), UNIX_TIMESTAMP(locked_until), UNIX_TIMESTAMP()
-             FROM oscarbox_login_failure WHERE user_name = ? FOR UPDATE",
-            (user,),
-        )
-        .await?;
-    let Some((failures, first_failure, locked_until, now)) = row else {
-        tx.rollback().await?;
-        return Ok(true);
-    };
-    let prev = FailureState {
-        failures,
-        first_failure,
-        locked_until,
-    };
-    if state.lockout.is_locked(Some(&prev), now) {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    let next = state.lockout.after_failure(Some(&prev), now);
-    tx.exec_drop(
-        "UPDATE oscarbox_login_failure SET failures = ?, first_failure = FROM_UNIXTIME(?), locked_until = FROM_UNIXTIME(?) WHERE user_name = ?",
-        (next.failures, next.first_failure, next.locked_until, user),
-    )
-    .await?;
-    tx.commit().await?;
-    if next.locked_until.is_some() && prev.locked_until.is_none() {
-        tracing::warn!(
-            failures = next.failures,
-            "locked an account after repeated sign-in attempts"
-        );
-    }
-    Ok(true)
+    Ok(Some(check))
 }
 
 /// Whether `user` is locked out now, without counting an attempt.
-pub(crate) async fn is_locked(
-    state: &AppState,
-    conn: &mut Conn,
-    user: &str,
-) -> Result<bool, CheckError> {
+async fn is_locked(state: &AppState, conn: &mut Conn, user: &str) -> Result<bool, CheckError> {
     let row: Option<(u32, i64, Option<i64>, i64)> = conn
         .exec_first(
             "SELECT failures, UNIX_TIMESTAMP(first_failure), UNIX_TIMESTAMP(locked_until), UNIX_TIMESTAMP()
@@ -334,13 +302,49 @@ pub(crate) async fn is_locked(
     )
 }
 
-/// Counts one failed attempt against `user` (after the fact, unlike [`reserve_attempt`]).
-pub(crate) async fn record_failure(
-    state: &AppState,
-    conn: &mut Conn,
-    user: &str,
-) -> Result<(), CheckError> {
-    reserve_attempt(state, conn, user).await.map(drop)
+/// Counts one failed attempt against `user`, under the row lock (the row is created first so
+/// that the lock taken is a row lock, not a gap lock); an account already locked stays as it is.
+async fn record_failure(state: &AppState, conn: &mut Conn, user: &str) -> Result<(), CheckError> {
+    conn.exec_drop(
+        "INSERT IGNORE INTO oscarbox_login_failure (user_name, failures, first_failure) VALUES (?, 0, NOW())",
+        (user,),
+    )
+    .await?;
+    let mut tx = conn.start_transaction(TxOpts::default()).await?;
+    let row: Option<(u32, i64, Option<i64>, i64)> = tx
+        .exec_first(
+            "SELECT failures, UNIX_TIMESTAMP(first_failure), UNIX_TIMESTAMP(locked_until), UNIX_TIMESTAMP()
+             FROM oscarbox_login_failure WHERE user_name = ? FOR UPDATE",
+            (user,),
+        )
+        .await?;
+    let Some((failures, first_failure, locked_until, now)) = row else {
+        tx.rollback().await?;
+        return Ok(());
+    };
+    let prev = FailureState {
+        failures,
+        first_failure,
+        locked_until,
+    };
+    if state.lockout.is_locked(Some(&prev), now) {
+        tx.rollback().await?;
+        return Ok(());
+    }
+    let next = state.lockout.after_failure(Some(&prev), now);
+    tx.exec_drop(
+        "UPDATE oscarbox_login_failure SET failures = ?, first_failure = FROM_UNIXTIME(?), locked_until = FROM_UNIXTIME(?) WHERE user_name = ?",
+        (next.failures, next.first_failure, next.locked_until, user),
+    )
+    .await?;
+    tx.commit().await?;
+    if next.locked_until.is_some() && prev.locked_until.is_none() {
+        tracing::warn!(
+            failures = next.failures,
+            "locked an account after repeated sign-in attempts"
+        );
+    }
+    Ok(())
 }
 
 /// Writes OSCAR's audit row: `WS_LOGIN_SUCCESS` with the provider, `WS_LOGIN_FAILURE` with

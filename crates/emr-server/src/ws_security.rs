@@ -76,22 +76,12 @@ async fn check(
     if bool::from(token.as_bytes().ct_eq(password.as_bytes())) {
         return Ok(Some((security_no, provider_no)));
     }
-    // Unlike an interactive sign-in, an integrator may send its password with many calls at
-    // once: counting each before it is checked would lock the account under its own load. So
-    // only failures count here; guesses sent in parallel gain at most the few hashing slots.
-    if login::is_locked(state, &mut conn, &user_name).await? {
+    // The password itself, under the lockout every sign-in shares.
+    if login::check_counted(state, &mut conn, &user_name, &stored, password, None)
+        .await?
+        .is_none()
+    {
         return Ok(None);
     }
-    let pw = password.to_owned();
-    let verified = auth::hashing(move || auth::verify_password(&stored, &pw)).await?;
-    if !verified.ok {
-        login::record_failure(state, &mut conn, &user_name).await?;
-        return Ok(None);
-    }
-    conn.exec_drop(
-        "DELETE FROM oscarbox_login_failure WHERE user_name = ?",
-        (&user_name,),
-    )
-    .await?;
     Ok(Some((security_no, provider_no)))
 }

@@ -231,6 +231,14 @@ async fn logins_audit_upgrade_and_lock() -> anyhow::Result<()> {
     );
     let (status, _) = soap(&c, &url, &login_envelope("login2", "alee", "mac2002")).await?;
     assert_eq!(status, 200, "the upgraded hash still accepts the password");
+    // Eight sign-ins at once with the right password all succeed (the lockout allows three
+    // failures): only failures count, so a busy client never locks its own account.
+    let envelope = login_envelope("login2", "alee", "mac2002");
+    let at_once = (0..8).map(|_| soap(&c, &url, &envelope));
+    for answer in futures_util::future::join_all(at_once).await {
+        let (status, body) = answer?;
+        assert_eq!(status, 200, "{body}");
+    }
 
     // Three failures lock the account: then even the right password is refused.
     for _ in 0..3 {

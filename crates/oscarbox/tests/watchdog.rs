@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use oscarbox_test_harness::{
-    descendants, free_port, free_ports, is_gone, EmrConfig, MariaDb, Signal, Watchdog,
+    descendants, is_gone, write_pair_config, EmrConfig, MariaDb, Signal, Watchdog,
 };
 use oscarbox_watchdog_api::Status;
 
@@ -449,56 +449,7 @@ async fn systemd_hears_ready_watchdog_and_status() -> anyhow::Result<()> {
 #[tokio::test]
 async fn the_watchdog_runs_the_database_pair_and_reports_it() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let d = dir.path().display().to_string();
-    let (endpoint, a, b) = (free_port(), free_port(), free_port());
-    let config = EmrConfig {
-        path: dir.path().join("box.toml"),
-        base_port: free_ports(2),
-        https_port: free_port(),
-        http_port: free_port(),
-        status_port: free_port(),
-        state_dir: dir.path().join("state"),
-    };
-    std::fs::write(
-        &config.path,
-        format!(
-            r#"version = 1
-[box]
-name = "pairtest"
-profile = "dev"
-state-dir = "{d}/state"
-[emr]
-instances = 2
-base-port = {base}
-documents-dir = "{d}/documents"
-shutdown-grace = "3s"
-[database]
-endpoint = "127.0.0.1:{endpoint}"
-[[database.nodes]]
-name = "db1"
-port = {a}
-data-dir = "{d}/db1"
-[[database.nodes]]
-name = "db2"
-port = {b}
-data-dir = "{d}/backup/db2"
-[proxy]
-https-ports = [{https}]
-http-port = {http}
-listen-address = "127.0.0.1"
-[backup]
-disk = "{d}/backup"
-require-mount = false
-[status]
-port = {status}
-interval = "1s"
-{FAST}"#,
-            base = config.base_port,
-            https = config.https_port,
-            http = config.http_port,
-            status = config.status_port,
-        ),
-    )?;
+    let (config, endpoint) = write_pair_config(dir.path(), 2, FAST)?;
     let mut wd = Watchdog::start(OSCARBOX.as_ref(), &config)?;
     wd.wait_until(Duration::from_secs(180), "all healthy", all_healthy(2))
         .await?;

@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 
+use oscarbox_common::escape_html as esc;
 use oscarbox_watchdog_api::{BoxStatus, Severity, Verdict};
 
 use crate::assess::{bytes, duration, id, percent, worst};
@@ -365,22 +366,6 @@ fn table(out: &mut String, id: Option<&str>, head: &[&str], rows: &[Vec<String>]
     out.push_str("</tbody></table></div>\n");
 }
 
-/// `s` safe inside HTML text and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,11 +489,5 @@ mod tests {
             text_of(&html, "box-name"),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
         );
-    }
-
-    #[test]
-    fn escape() {
-        assert_eq!(esc("a&b<c>d\"e'f"), "a&amp;b&lt;c&gt;d&quot;e&#39;f");
-        assert_eq!(esc("plain é"), "plain é");
     }
 }

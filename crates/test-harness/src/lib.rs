@@ -174,13 +174,44 @@ impl MariaDb {
         proxy: &str,
         extra: &str,
     ) -> anyhow::Result<EmrConfig> {
-        let base_port = free_ports(u16::try_from(instances).context("instance count")?);
-        let (https_port, http_port, status_port) = (free_port(), free_port(), free_port());
-        let path = self.dir.path().join(format!("box-{base_port}.toml"));
-        let backup = self.dir.path().join("backup");
-        std::fs::create_dir_all(&backup).with_context(|| format!("create {}", backup.display()))?;
-        let text = format!(
-            r#"version = 1
+        let database = format!(
+            "[database]\nname = \"{db}\"\napp-user = \"{user}\"\napp-password-file = \"{pw}\"\nendpoint = \"127.0.0.1:{port}\"\n\n[[database.nodes]]\nname = \"db1\"\nport = {port}\ndata-dir = \"{data}\"\n",
+            db = self.database,
+            user = self.app_user,
+            pw = self.password_file.display(),
+            port = self.port,
+            data = self.dir.path().join("data").display(),
+        );
+        write_box_config(self.dir.path(), instances, emr, proxy, &database, extra)
+    }
+
+    /// Stops the server with SIGKILL.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.signal_group(Signal::SIGKILL);
+            let _ = c.wait().await;
+        }
+    }
+}
+
+/// Writes a box config under `dir` for `instances` EMR instances on free ports, with
+/// `database` as its database sections, `emr` and `proxy` lines added to those sections and
+/// `extra` appended verbatim (more TOML sections).
+pub fn write_box_config(
+    dir: &Path,
+    instances: u32,
+    emr: &str,
+    proxy: &str,
+    database: &str,
+    extra: &str,
+) -> anyhow::Result<EmrConfig> {
+    let base_port = free_ports(u16::try_from(instances).context("instance count")?);
+    let (https_port, http_port, status_port) = (free_port(), free_port(), free_port());
+    let path = dir.join(format!("box-{base_port}.toml"));
+    let backup = dir.join("backup");
+    std::fs::create_dir_all(&backup).with_context(|| format!("create {}", backup.display()))?;
+    let text = format!(
+        r#"version = 1
 [box]
 name = "test"
 profile = "dev"
@@ -199,17 +230,7 @@ login-lockout = "10m"
 [emr.fault-injection]
 enabled = true
 
-[database]
-name = "{db}"
-app-user = "{user}"
-app-password-file = "{pw}"
-endpoint = "127.0.0.1:{port}"
-
-[[database.nodes]]
-name = "db1"
-port = {port}
-data-dir = "{data}"
-
+{database}
 [proxy]
 https-ports = [{https}]
 http-port = {http}
@@ -224,37 +245,40 @@ require-mount = false
 port = {status_port}
 interval = "1s"
 {extra}"#,
-            state = self.dir.path().join("state").display(),
-            docs = self.dir.path().join("documents").display(),
-            db = self.database,
-            user = self.app_user,
-            pw = self.password_file.display(),
-            port = self.port,
-            data = self.dir.path().join("data").display(),
-            https = https_port,
-            http = http_port,
-            backup = backup.display(),
-        );
-        std::fs::File::create(&path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .with_context(|| format!("write {}", path.display()))?;
-        Ok(EmrConfig {
-            path,
-            base_port,
-            https_port,
-            http_port,
-            status_port,
-            state_dir: self.dir.path().join("state"),
-        })
-    }
+        state = dir.join("state").display(),
+        docs = dir.join("documents").display(),
+        https = https_port,
+        http = http_port,
+        backup = backup.display(),
+    );
+    std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(EmrConfig {
+        path,
+        base_port,
+        https_port,
+        http_port,
+        status_port,
+        state_dir: dir.join("state"),
+    })
+}
 
-    /// Stops the server with SIGKILL.
-    pub async fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.signal_group(Signal::SIGKILL);
-            let _ = c.wait().await;
-        }
-    }
+/// A box config under `dir` whose database is the two-node pair (`db1` under `dir`, `db2` on
+/// the backup disk) behind an endpoint of its own, which `oscarbox watchdog` and `oscarbox up`
+/// run themselves. Returns the config and the endpoint's port.
+pub fn write_pair_config(
+    dir: &Path,
+    instances: u32,
+    extra: &str,
+) -> anyhow::Result<(EmrConfig, u16)> {
+    let (endpoint, a, b) = (free_port(), free_port(), free_port());
+    let d = dir.display();
+    let database = format!(
+        "[database]\nendpoint = \"127.0.0.1:{endpoint}\"\n[[database.nodes]]\nname = \"db1\"\nport = {a}\ndata-dir = \"{d}/db1\"\n[[database.nodes]]\nname = \"db2\"\nport = {b}\ndata-dir = \"{d}/backup/db2\"\n"
+    );
+    let config = write_box_config(dir, instances, "", "", &database, extra)?;
+    Ok((config, endpoint))
 }
 
 /// A config written by [`MariaDb::write_config`].
@@ -596,11 +620,7 @@ impl Watchdog {
             spec = spec.env(k, v);
         }
         let process = Captured::spawn("watchdog", &spec)?;
-        let socket = config
-            .path
-            .parent()
-            .context("the config is in the database's directory")?
-            .join("state/run/watchdog.sock");
+        let socket = config.state_dir.join("run/watchdog.sock");
         Ok(Watchdog {
             process,
             socket,

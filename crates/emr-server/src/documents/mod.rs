@@ -328,7 +328,9 @@ async fn record(
     Ok(document_no)
 }
 
-/// The document row that names `file_name`, if one committed.
+/// The document row that names `file_name`, if one committed. Asked only after a commit
+/// whose answer was lost, so the scan (OSCAR's `document` has no index on the name, and an
+/// imported OSCAR's schema is left as it is) is rare.
 async fn recorded(state: &AppState, file_name: &str) -> Result<Option<i32>, DbError> {
     let mut conn = state.db.conn().await?;
     Ok(conn
