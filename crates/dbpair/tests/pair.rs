@@ -2,10 +2,11 @@
 //! endpoint from several clients that log every acknowledged write. In turn: kill -9 the
 //! primary (restarted in place); SIGSTOP it (a hang: failed over to the replica); the old
 //! primary rejoins by itself as a replica; a planned switchover back; kill -9 the replica
-//! (started again while the primary carries on). After each, every
-//! acknowledged write is on the primary exactly once; at the end both nodes hold the same
-//! table; and no sample ever found two writable nodes.
-
+//! (started again while the primary carries on); SIGSTOP the replica (semi-sync falls back,
+//! the replica is restarted and semi-sync comes back); a switchover and back. After each,
+//! every acknowledged write is on the primary exactly once; at the end both nodes hold the
+//! same table; and no sample ever found two writable nodes. A diverged old primary is saved
+//! for review and rebuilt.
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,6 +100,8 @@ impl Pair {
         let policy = Policy {
             confirm_after: Duration::from_secs(2),
             replica_silence: Duration::from_secs(2),
+            // A hung replica is restarted after 5 s rather than 30, to keep the test short.
+            replica_grace: Duration::from_secs(5),
             ..Policy::default()
         };
         let mut ex = Executor::new(a, b, endpoint, paths.clone(), "replpw123".into(), policy);
@@ -249,6 +252,35 @@ async fn where_are(dir: &std::path::Path, lost: &[((u32, u32), tokio::time::Inst
         out.push_str("in no binlog or relay log of either node\n");
     }
     out
+}
+
+/// A planned switchover to `to`, retried while refused (the replica still catching up) once
+/// the current primary (`from_socket`) serves with semi-sync; then `to` holds the ledger and
+/// the other node replicates from it.
+async fn switch_over(
+    ex: &pair::SharedExecutor,
+    from_socket: &std::path::Path,
+    to: NodeId,
+    paths: &Paths,
+) -> anyhow::Result<()> {
+    semi_sync_active(from_socket, Duration::from_secs(30)).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let plan = loop {
+        match ex.lock().await.switchover().await {
+            Ok((plan, _)) => break plan,
+            Err(oscarbox_dbpair::executor::SwitchoverError::Refused(why)) => {
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "switchover still refused: {why}"
+                );
+            }
+            Err(e) => anyhow::bail!("switchover failed: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(plan.kind, oscarbox_failover::Kind::Switchover, "{plan}");
+    assert_eq!(ledger::read(&paths.ledger)?.map(|l| l.primary), Some(to));
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,29 +448,10 @@ async fn no_acknowledged_write_is_lost_through_a_crash_and_a_hang() -> anyhow::R
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // A planned switchover back to A, under the same writes.
+    // A planned switchover back to A, under the same writes. It is refused while the
+    // returning node is still catching up, and done once it is.
     let before = count();
-    // It is refused while the returning node is still catching up, and done once it is.
-    semi_sync_active(&b_socket, Duration::from_secs(30)).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let plan = loop {
-        match ex.lock().await.switchover().await {
-            Ok((plan, _)) => break plan,
-            Err(oscarbox_dbpair::executor::SwitchoverError::Refused(why)) => {
-                anyhow::ensure!(
-                    tokio::time::Instant::now() < deadline,
-                    "switchover still refused: {why}"
-                );
-            }
-            Err(e) => anyhow::bail!("switchover failed: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
-    assert_eq!(plan.kind, oscarbox_failover::Kind::Switchover, "{plan}");
-    assert_eq!(
-        ledger::read(&paths.ledger)?.map(|l| l.primary),
-        Some(NodeId::A)
-    );
+    switch_over(&ex, &b_socket, NodeId::A, &paths).await?;
     wait_for_more(before, Duration::from_secs(30)).await?;
     replicating(&b_socket, Duration::from_secs(60)).await?;
 
@@ -453,6 +466,33 @@ async fn no_acknowledged_write_is_lost_through_a_crash_and_a_hang() -> anyhow::R
         Some(NodeId::A),
         "no failover for a replica"
     );
+
+    // The replica hangs: semi-sync falls back to asynchronous after its timeout (alerted) and
+    // the primary carries on; the replica is killed and started again, catches up, and
+    // semi-sync is on again.
+    semi_sync_active(&a_socket, Duration::from_secs(60)).await?;
+    ex.lock().await.signal(NodeId::B, Signal::SIGSTOP);
+    let before = count();
+    wait_for_more(before, Duration::from_secs(60)).await?;
+    replicating(&b_socket, Duration::from_secs(90)).await?;
+    semi_sync_active(&a_socket, Duration::from_secs(60)).await?;
+    assert_eq!(
+        ledger::read(&paths.ledger)?.map(|l| l.primary),
+        Some(NodeId::A),
+        "no failover for a hung replica"
+    );
+
+    // Switchover and back.
+    for to in [NodeId::B, NodeId::A] {
+        let before = count();
+        let from = if to == NodeId::A {
+            &b_socket
+        } else {
+            &a_socket
+        };
+        switch_over(&ex, from, to, &paths).await?;
+        wait_for_more(before, Duration::from_secs(30)).await?;
+    }
 
     stop_writers.store(true, Ordering::Relaxed);
     for w in writers {
