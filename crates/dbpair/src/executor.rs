@@ -73,6 +73,8 @@ pub struct Executor {
     last_served: Option<tokio::time::Instant>,
     /// The last plan that had steps, in words, for `oscarbox db status`.
     last_plan: Option<String>,
+    /// The steps of the plan being applied, with when each finished: an incident's timeline.
+    timeline: Vec<(Duration, String)>,
 }
 
 /// A request from the control socket and where its answer goes.
@@ -98,6 +100,7 @@ impl Executor {
             started: tokio::time::Instant::now(),
             last_served: None,
             last_plan: None,
+            timeline: Vec::new(),
         }
     }
 
@@ -206,6 +209,8 @@ impl Executor {
             tracing::info!("database pair: {plan}");
             self.last_plan = Some(plan.to_string());
         }
+        let began = tokio::time::Instant::now();
+        self.timeline.clear();
         for (i, step) in plan.steps.iter().enumerate() {
             if let Err(e) = self.apply(step).await {
                 tracing::warn!(
@@ -214,6 +219,7 @@ impl Executor {
                 );
                 break;
             }
+            self.timeline.push((began.elapsed(), step.to_string()));
         }
         plan
     }
@@ -590,7 +596,8 @@ impl Executor {
     /// Writes the incident report: plain text, for a person.
     fn incident(&self, i: &Incident) -> std::io::Result<()> {
         let recovery = self.last_served.map(|t| t.elapsed());
-        let text = crate::incident::report(i, std::time::SystemTime::now(), recovery);
+        let text =
+            crate::incident::report(i, std::time::SystemTime::now(), recovery, &self.timeline);
         std::fs::create_dir_all(&self.paths.incidents)?;
         oscarbox_common::write_private(
             &self

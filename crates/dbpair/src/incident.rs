@@ -17,8 +17,14 @@ pub fn file_name(epoch: u64) -> String {
 }
 
 /// The report of a failover that happened `at`, `recovery` after the old primary last served
-/// (when it was seen serving at all).
-pub fn report(i: &Incident, at: SystemTime, recovery: Option<Duration>) -> String {
+/// (when it was seen serving at all); `steps` is the failover's timeline: each step applied,
+/// with when it finished after the plan began.
+pub fn report(
+    i: &Incident,
+    at: SystemTime,
+    recovery: Option<Duration>,
+    steps: &[(Duration, String)],
+) -> String {
     let gtids = |g: &Option<GtidList>| {
         g.as_ref()
             .map_or_else(|| "unknown".to_owned(), ToString::to_string)
@@ -30,6 +36,16 @@ pub fn report(i: &Incident, at: SystemTime, recovery: Option<Duration>) -> Strin
         }
         None => "unknown: the old primary was not seen serving since it was last promoted",
     };
+    let mut timeline = String::from("timeline:\n");
+    if let Some(r) = recovery {
+        timeline.push_str(&format!(
+            "  -{:.2} s  the old primary last served (seen by the watchdog)\n",
+            r.as_secs_f64()
+        ));
+    }
+    for (after, step) in steps {
+        timeline.push_str(&format!("  +{:.2} s  {step}\n", after.as_secs_f64()));
+    }
     let recovery = recovery.map_or_else(
         || "unknown".to_owned(),
         |d| format!("{:.1} s", d.as_secs_f64()),
@@ -45,6 +61,7 @@ pub fn report(i: &Incident, at: SystemTime, recovery: Option<Duration>) -> Strin
          semi-sync: {semi}\n\
          old primary last seen at: {}\n\
          new primary promoted at: {}\n\
+         {timeline}\
          (the transactions lost are added below when the old primary comes back)\n",
         humantime::format_rfc3339_seconds(at),
         i.from,
@@ -156,12 +173,21 @@ mod tests {
     #[test]
     fn a_report_reads_back_and_is_completed_once() {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_460_568);
+        let steps = [
+            (Duration::from_millis(120), "stop node A".to_owned()),
+            (Duration::from_millis(900), "promote node B".to_owned()),
+        ];
         let text = report(
             &incident(Some(true)),
             at,
             Some(Duration::from_millis(4_250)),
+            &steps,
         );
         assert!(text.contains("at: 2026-11-23T"), "{text}");
+        assert!(
+            text.contains("timeline:\n  -4.25 s  the old primary last served (seen by the watchdog)\n  +0.12 s  stop node A\n  +0.90 s  promote node B\n"),
+            "{text}"
+        );
         let f = parse("epoch-000003.txt", &text);
         assert_eq!(f.epoch, 3);
         assert_eq!((f.from.as_str(), f.to.as_str()), ("node A", "node B"));
@@ -196,7 +222,7 @@ mod tests {
             (Some(false), Some(false)),
             (None, None),
         ] {
-            let text = report(&incident(semi), at, None);
+            let text = report(&incident(semi), at, None, &[]);
             let f = parse("r", &text);
             assert_eq!(f.semi_sync_was_on, read, "{text}");
             assert_eq!(f.seconds_to_recover, None);

@@ -221,10 +221,20 @@ impl Pair {
                 "the database endpoint did not point at {p}, the primary; it does now."
             ));
         }
+        let r = p.other();
+        let replica_follows = obs
+            .node(r)
+            .status()
+            .and_then(|st| st.replica.as_ref())
+            .is_some_and(|x| x.source == Some(p) && x.io == IoThread::Running);
         if !sp.semi_sync.enabled {
-            b.kind(Kind::Repair);
-            b.step(Step::SetSemiSyncMaster { node: p, on: true });
-            b.why(format!("semi-sync master was off on {p}, the primary; it is switched on, so that a write is acknowledged only once the replica has it."));
+            // Off after a failover, while the old primary is away: with no replica to wait for,
+            // every write would stall for the semi-sync timeout. Back on as soon as one follows.
+            if replica_follows {
+                b.kind(Kind::Repair);
+                b.step(Step::SetSemiSyncMaster { node: p, on: true });
+                b.why(format!("semi-sync master was off on {p}, the primary, and {r} replicates from it; it is switched on, so that a write is acknowledged only once {r} has it."));
+            }
         } else if !sp.semi_sync.active {
             b.raise(Condition::SemiSyncOff, format!(
                 "semi-sync on {p} fell back to asynchronous replication: writes are acknowledged before {} has them, so a failover now could lose the latest ones",
@@ -465,6 +475,10 @@ impl Pair {
         });
         b.step(Step::AdvanceEpoch { epoch, primary: r });
         b.step(Step::Promote { node: r, epoch });
+        // The old primary is stopped: a semi-sync primary would hold every write for the whole
+        // semi-sync timeout waiting for a replica that is not there. Switched off before the
+        // endpoint lets a client in; on again once the old primary follows (see `serving`).
+        b.step(Step::SetSemiSyncMaster { node: r, on: false });
         b.step(Step::RepointEndpoint { to: r });
         b.step(Step::Incident(Incident {
             from: p,
@@ -609,6 +623,11 @@ impl Pair {
             return;
         }
         b.kind(Kind::Repair);
+        // A new process: starting its replication or attaching it is a first attempt again,
+        // not a retry to rate-limit (the replica would otherwise sit idle, and semi-sync off,
+        // until the last attempt's interval ran out).
+        self.replica_fixes.remove(&Fix::StartReplication);
+        self.replica_fixes.remove(&Fix::Attach);
         match fix {
             Fix::Restart => {
                 b.step(Step::Stop { node: r });

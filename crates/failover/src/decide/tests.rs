@@ -162,6 +162,7 @@ fn failover_to_b(epoch: u64, received: &str) -> Vec<Step> {
         },
         Step::AdvanceEpoch { epoch, primary: B },
         Step::Promote { node: B, epoch },
+        Step::SetSemiSyncMaster { node: B, on: false },
         Step::RepointEndpoint { to: B },
     ]
 }
@@ -286,7 +287,7 @@ fn primary_with_damaged_data_fails_over_without_a_restart() {
         &p,
     );
     assert_eq!(plan.kind, Kind::Failover);
-    assert_eq!(actions(&plan)[..5], failover_to_b(4, "0-1-42")[..]);
+    assert_eq!(actions(&plan)[..6], failover_to_b(4, "0-1-42")[..]);
 }
 
 #[test]
@@ -308,7 +309,7 @@ fn hung_primary_confirmed_by_the_replica_fails_over_after_the_window() {
     let plan = pair.tick(&obs(13.0, 3, A, hung, b), &p);
     assert_eq!(plan.kind, Kind::Failover, "{plan}");
     // The hung process is stopped first: woken up, it must find nothing to write to.
-    assert_eq!(actions(&plan)[..5], failover_to_b(4, "0-1-42")[..]);
+    assert_eq!(actions(&plan)[..6], failover_to_b(4, "0-1-42")[..]);
     assert!(has(&plan, "node A is stopped (SIGSTOP) and has not answered for 3.0s, and node B lost it too (its IO thread is reconnecting)"), "{plan}");
 }
 
@@ -346,8 +347,8 @@ fn replica_behind_with_a_relay_log_is_drained_then_promoted() {
     );
     assert_eq!(plan.kind, Kind::Failover);
     let steps = actions(&plan);
-    assert_eq!(steps[..5], failover_to_b(4, "0-1-42")[..]);
-    let Step::Incident(incident) = &steps[5] else {
+    assert_eq!(steps[..6], failover_to_b(4, "0-1-42")[..]);
+    let Step::Incident(incident) = &steps[6] else {
         panic!("an incident report: {plan}");
     };
     assert_eq!(incident.promoted_at, pos("0-1-42"));
@@ -505,6 +506,74 @@ fn replica_dead_is_restarted_while_the_primary_carries_on_and_semi_sync_fallback
                 message: "the replica runs again".into()
             }
         ]
+    );
+}
+
+#[test]
+fn a_restarted_replica_gets_its_replication_started_at_once() {
+    let (mut pair, _) = settled();
+    let p = Policy {
+        replica_grace: s(5.0),
+        ..Policy::default()
+    };
+    let stopped = with_replica(replica(A, "0-1-42", "0-1-42"), |r| {
+        r.io = IoThread::Stopped;
+        r.sql_running = false;
+    });
+    let plan = pair.tick(&obs(10.0, 3, A, primary("0-1-42"), stopped.clone()), &p);
+    assert_eq!(
+        actions(&plan),
+        vec![Step::StartReplication { node: B }],
+        "{plan}"
+    );
+    // It hangs, and is restarted after its grace.
+    let hung = Node::Unresponsive {
+        stopped: true,
+        reason: "timed out".into(),
+    };
+    pair.tick(&obs(11.0, 3, A, primary("0-1-42"), hung.clone()), &p);
+    let plan = pair.tick(&obs(17.0, 3, A, primary("0-1-42"), hung), &p);
+    assert_eq!(
+        actions(&plan),
+        vec![Step::Stop { node: B }, Step::Start { node: B }],
+        "{plan}"
+    );
+    // Back, with replication not started (skip-slave-start): a new process, so it is started
+    // at once, not 30 s after the attempt on the old one.
+    let plan = pair.tick(&obs(19.0, 3, A, primary("0-1-42"), stopped), &p);
+    assert_eq!(
+        actions(&plan),
+        vec![Step::StartReplication { node: B }],
+        "{plan}"
+    );
+}
+
+#[test]
+fn semi_sync_stays_off_after_a_failover_until_the_old_primary_follows() {
+    let mut pair = Pair::new();
+    // B was promoted with semi-sync off; A is fenced and down.
+    let b = with_status(primary("0-1-5"), |st| {
+        st.semi_sync.enabled = false;
+        st.semi_sync.active = false;
+    });
+    let down = Node::Down {
+        exited: Some("stopped by the watchdog".into()),
+        data_intact: true,
+    };
+    let plan = pair.tick(&obs(0.0, 2, B, down, b.clone()), &Policy::default());
+    assert!(
+        !actions(&plan).contains(&Step::SetSemiSyncMaster { node: B, on: true }),
+        "nothing to wait for: {plan}"
+    );
+    // A follows again: semi-sync on.
+    let plan = pair.tick(
+        &obs(1.0, 2, B, replica(B, "0-1-5", "0-1-5"), b),
+        &Policy::default(),
+    );
+    assert_eq!(
+        actions(&plan),
+        vec![Step::SetSemiSyncMaster { node: B, on: true }],
+        "{plan}"
     );
 }
 
