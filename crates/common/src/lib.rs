@@ -28,6 +28,41 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
+/// A directory is a mount point when it is on another device than its parent, or is its
+/// parent (the root). Bind mounts of a directory on the same device are not seen, which is
+/// right for the backup disk: it must be another device.
+pub fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(canonical) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let parent = canonical.parent().unwrap_or(&canonical);
+    match (std::fs::metadata(&canonical), std::fs::metadata(parent)) {
+        (Ok(me), Ok(up)) => me.dev() != up.dev() || me.ino() == up.ino(),
+        _ => false,
+    }
+}
+
+/// The file system holding `path`: (bytes available to a writer, usable size), `None` when it
+/// cannot be asked. The size is what a writer other than root can fill: the blocks in use plus
+/// those still available, without root's reserve. So "used" is what `df` shows, and 100 %
+/// means full for the box's services, which do not run as root.
+pub fn space(path: &Path) -> Option<(u64, u64)> {
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    // statvfs's field types differ between platforms; on 64-bit Linux all are u64 already.
+    let (fragment, blocks, free, available) = (
+        st.fragment_size(),
+        st.blocks(),
+        st.blocks_free(),
+        st.blocks_available(),
+    );
+    let used = blocks.saturating_sub(free);
+    Some((
+        available.saturating_mul(fragment),
+        used.saturating_add(available).saturating_mul(fragment),
+    ))
+}
+
 /// Writes `contents` to `path` for this user only, durably: the directory is created with mode
 /// 0700, the file written beside it with mode 0600 and fsynced, then renamed into place and
 /// the directory fsynced, so that a crash leaves the old file or the new one, never half.
@@ -131,6 +166,16 @@ pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_is_a_mount_point_and_a_plain_directory_is_not() {
+        assert!(is_mount_point(Path::new("/")));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plain = dir.path().join("plain");
+        std::fs::create_dir(&plain).expect("mkdir");
+        assert!(!is_mount_point(&plain));
+        assert!(!is_mount_point(&dir.path().join("missing")));
+    }
 
     #[test]
     fn html_escapes_markup_and_both_quotes() {

@@ -15,7 +15,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use raw::RawConfig;
 pub use typed::{
     AlertsConfig, BackupConfig, BoxConfig, Config, DatabaseConfig, DbNode, EmrConfig,
-    FaultInjection, HeartbeatConfig, HeartbeatStyle, Profile, ProxyConfig, StatusConfig,
+    FaultInjection, HeartbeatConfig, HeartbeatStyle, Keep, Profile, ProxyConfig, StatusConfig,
     WatchdogConfig, WorkerKind,
 };
 

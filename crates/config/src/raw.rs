@@ -285,6 +285,19 @@ pub struct RawBackup {
     pub disk: String,
     /// Refuse to write unless `disk` is a mount point (only a dev box may turn this off).
     pub require_mount: bool,
+    /// The repository's password (generated once); default `<state-dir>/secrets/backup-repository.password`.
+    pub password_file: Option<String>,
+    /// Above this share of the disk in use, new snapshots wait and an alert is raised.
+    pub high_water_percent: i64,
+    /// How long the documents must stay unchanged before a snapshot is taken.
+    pub documents_debounce: String,
+    /// How often the whole documents directory is scanned, whatever the watcher saw.
+    pub documents_rescan: String,
+    /// Restore points kept: the newest of each hour, day, week and month, this many of each.
+    pub keep_hourly: i64,
+    pub keep_daily: i64,
+    pub keep_weekly: i64,
+    pub keep_monthly: i64,
 }
 
 impl Default for RawBackup {
@@ -292,6 +305,14 @@ impl Default for RawBackup {
         RawBackup {
             disk: "/srv/backup".into(),
             require_mount: true,
+            password_file: None,
+            high_water_percent: 90,
+            documents_debounce: "10s".into(),
+            documents_rescan: "24h".into(),
+            keep_hourly: 48,
+            keep_daily: 14,
+            keep_weekly: 8,
+            keep_monthly: 12,
         }
     }
 }

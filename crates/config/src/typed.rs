@@ -199,6 +199,28 @@ impl ProxyConfig {
 pub struct BackupConfig {
     pub disk: PathBuf,
     pub require_mount: bool,
+    pub password_file: PathBuf,
+    pub high_water_percent: u8,
+    pub documents_debounce: Duration,
+    pub documents_rescan: Duration,
+    pub keep: Keep,
+}
+
+/// Restore points kept: the newest snapshot of each of the last `hourly` hours, `daily` days,
+/// `weekly` weeks and `monthly` months.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+}
+
+impl BackupConfig {
+    /// The restic-format repository on the backup disk.
+    pub fn repository(&self) -> PathBuf {
+        self.disk.join("repository")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -819,6 +841,14 @@ impl RawConfig {
         let RawBackup {
             disk,
             require_mount,
+            password_file,
+            high_water_percent,
+            documents_debounce,
+            documents_rescan,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
         } = backup;
         if !require_mount && profile != Profile::Dev {
             c.err(
@@ -826,9 +856,51 @@ impl RawConfig {
                 "the appliance must refuse to back up to a disk that is not mounted; remove this key",
             );
         }
+        let keep = |c: &mut Checker, key: &str, v: i64| match u32::try_from(v) {
+            Ok(n) if n <= 1000 => n,
+            _ => {
+                c.err(key, format!("expected a count from 0 to 1000, found {v}"));
+                0
+            }
+        };
         let backup = BackupConfig {
             disk: c.path("backup.disk", &disk),
             require_mount,
+            password_file: match password_file {
+                Some(p) => c.path("backup.password-file", &p),
+                None => box_
+                    .state_dir
+                    .join("secrets")
+                    .join("backup-repository.password"),
+            },
+            high_water_percent: match u8::try_from(high_water_percent) {
+                Ok(p) if (50..=99).contains(&p) => p,
+                _ => {
+                    c.err(
+                        "backup.high-water-percent",
+                        format!("expected a percentage from 50 to 99, found {high_water_percent}"),
+                    );
+                    90
+                }
+            },
+            documents_debounce: c.duration_within(
+                "backup.documents-debounce",
+                &documents_debounce,
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+            ),
+            documents_rescan: c.duration_within(
+                "backup.documents-rescan",
+                &documents_rescan,
+                Duration::from_secs(60),
+                Duration::from_secs(24 * 3600),
+            ),
+            keep: Keep {
+                hourly: keep(&mut c, "backup.keep-hourly", keep_hourly),
+                daily: keep(&mut c, "backup.keep-daily", keep_daily),
+                weekly: keep(&mut c, "backup.keep-weekly", keep_weekly),
+                monthly: keep(&mut c, "backup.keep-monthly", keep_monthly),
+            },
         };
 
         let RawStatus {

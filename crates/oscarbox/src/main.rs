@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backup;
 mod check_config;
 mod control;
 mod database;
@@ -78,6 +79,22 @@ enum Command {
         #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
     },
+    /// The backups on the backup disk: `status`, `now` (a documents snapshot), `verify` (the
+    /// repository check), `recovery-key` (what opens the repository on another machine).
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Restore from the backup disk: `list` the restore points, restore `documents` into a
+    /// directory.
+    Restore {
+        #[command(subcommand)]
+        action: RestoreAction,
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Act on the EMR instances.
     Workers {
         #[command(subcommand)]
@@ -141,6 +158,47 @@ enum DbAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum BackupAction {
+    /// The backup disk, the newest snapshot and the last repository check. Exit 2 when the
+    /// disk is refused or the last check found damage.
+    Status,
+    /// Take a documents snapshot now.
+    Now,
+    /// Check the repository; with --read-data, read every pack back and check its hashes.
+    /// Exit 2 on damage.
+    Verify {
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Print the repository's location and password: with it, stock restic (or this command
+    /// on a fresh machine) opens the backups. Keep it off the box, like a key.
+    RecoveryKey,
+}
+
+#[derive(Debug, Subcommand)]
+enum RestoreAction {
+    /// The restore points (snapshots), oldest first, with their time, contents and the
+    /// database position they belong with.
+    List,
+    /// Restore documents into an empty directory: all of them, or one file or folder
+    /// (--path), from the newest snapshot or the one named (--snapshot).
+    Documents {
+        /// Where to put them: a new or empty directory.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// A snapshot id (or its first characters) from `oscarbox restore list`.
+        #[arg(long, default_value = "latest")]
+        snapshot: String,
+        /// One file or folder, relative to the documents directory.
+        #[arg(long)]
+        path: Option<String>,
+        /// Say what would be restored, and restore nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum WorkersAction {
     /// Restart the instances one at a time, each after its replacement is healthy (upgrades).
     Restart,
@@ -179,6 +237,21 @@ fn main() -> ExitCode {
         Command::Db { action, config } => match action {
             DbAction::Status { json } => db::status(config.as_deref(), json),
             DbAction::Switchover => db::switchover(config.as_deref()),
+        },
+        Command::Backup { action, config } => match action {
+            BackupAction::Status => backup::status(config.as_deref()),
+            BackupAction::Now => backup::now(config.as_deref()),
+            BackupAction::Verify { read_data } => backup::verify(config.as_deref(), read_data),
+            BackupAction::RecoveryKey => backup::recovery_key(config.as_deref()),
+        },
+        Command::Restore { action, config } => match action {
+            RestoreAction::List => backup::list(config.as_deref()),
+            RestoreAction::Documents {
+                to,
+                snapshot,
+                path,
+                dry_run,
+            } => backup::documents(config.as_deref(), to, snapshot, path, dry_run),
         },
         Command::Workers {
             action: WorkersAction::Restart,

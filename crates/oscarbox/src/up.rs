@@ -92,14 +92,30 @@ async fn watchdog(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     if !matches!(database::layout(&config)?, Layout::Pair(..)) {
-        return oscarbox_watchdog::run(config, config_path, shutdown).await;
+        return supervise(config, config_path, shutdown).await;
     }
     let (state_dir, password) = prepare(&config)?;
     let Some(pair) = RunningPair::start(&config, &state_dir, &password, &shutdown).await? else {
         return Ok(());
     };
-    let result = oscarbox_watchdog::run(Arc::clone(&config), config_path, shutdown).await;
+    let result = supervise(Arc::clone(&config), config_path, shutdown).await;
     pair.stop().await;
+    result
+}
+
+/// The watchdog over the instances, with the documents' backups beside it.
+async fn supervise(
+    config: Arc<Config>,
+    config_path: PathBuf,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let backups = tokio::spawn(oscarbox_backup::documents::run(
+        Arc::clone(&config),
+        shutdown.clone(),
+    ));
+    let result = oscarbox_watchdog::run(config, config_path, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = backups.await;
     result
 }
 
@@ -175,7 +191,7 @@ async fn run_box(
     // stops its instances, then (in the caller) MariaDB.
     let watchdog_token = CancellationToken::new();
     let proxy_token = CancellationToken::new();
-    let mut watchdog = tokio::spawn(oscarbox_watchdog::run(
+    let mut watchdog = tokio::spawn(supervise(
         Arc::clone(&config),
         config_path.clone(),
         watchdog_token.clone(),

@@ -5,7 +5,6 @@
 //! certificate's end. Each source is asked with a timeout, so one that hangs shows as down
 //! instead of stalling the status.
 
-use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -251,8 +250,12 @@ async fn disks(config: &Config) -> (BackupStatus, Option<Space>) {
         config.backup.require_mount,
         config.box_.state_dir.clone(),
     );
-    let blocking =
-        tokio::task::spawn_blocking(move || (backups(&backup, require_mount), space(&state_dir)));
+    let blocking = tokio::task::spawn_blocking(move || {
+        (
+            backups(&backup, require_mount, &state_dir),
+            space(&state_dir),
+        )
+    });
     match tokio::time::timeout(SOURCE_TIMEOUT, blocking).await {
         Ok(Ok(found)) => found,
         _ => {
@@ -273,74 +276,44 @@ async fn disks(config: &Config) -> (BackupStatus, Option<Space>) {
     }
 }
 
-fn backups(disk: &Path, require_mount: bool) -> BackupStatus {
+fn backups(disk: &Path, require_mount: bool, state_dir: &Path) -> BackupStatus {
     let problem = match std::fs::metadata(disk) {
         Err(_) => Some(format!("{} does not exist", disk.display())),
         Ok(m) if !m.is_dir() => Some(format!("{} is not a directory", disk.display())),
-        Ok(_) if require_mount && !is_mount_point(disk) => Some(format!(
+        Ok(_) if require_mount && !oscarbox_common::is_mount_point(disk) => Some(format!(
             "nothing is mounted at {}: the backup disk is unplugged or failed to mount",
             disk.display()
         )),
         Ok(_) => None,
     };
+    let state =
+        oscarbox_backup::state::State::read(&oscarbox_backup::state::State::path(state_dir));
+    let now = oscarbox_backup::state::unix_now();
     BackupStatus {
         disk_present: problem.is_none(),
         disk: problem.is_none().then(|| space(disk)).flatten(),
         disk_problem: problem,
         newest_database_age_seconds: None,
-        newest_documents_age_seconds: None,
+        newest_documents_age_seconds: state
+            .documents_last
+            .and_then(|t| u64::try_from(now.saturating_sub(t)).ok()),
         last_drill: None,
-    }
-}
-
-/// A directory is a mount point when it is on another device than its parent, or is its
-/// parent (the root). Bind mounts of a directory on the same device are not seen, which is
-/// right here: the backup disk must be another device.
-pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(canonical) = std::fs::canonicalize(path) else {
-        return false;
-    };
-    let parent = canonical.parent().unwrap_or(&canonical);
-    match (std::fs::metadata(&canonical), std::fs::metadata(parent)) {
-        (Ok(me), Ok(up)) => me.dev() != up.dev() || me.ino() == up.ino(),
-        _ => false,
     }
 }
 
 /// The file system holding `path`; `None` when it cannot be asked.
 pub fn space(path: &Path) -> Option<Space> {
-    let st = nix::sys::statvfs::statvfs(path).ok()?;
-    // statvfs's field types differ between platforms; on 64-bit Linux all are u64 already.
-    let (fragment, blocks, free, available) = (
-        st.fragment_size(),
-        st.blocks(),
-        st.blocks_free(),
-        st.blocks_available(),
-    );
-    // The size is what a writer other than root can fill: the blocks in use plus those still
-    // available, without root's reserve. So "used" is what `df` shows, and 100 % means full
-    // for the box's services, which do not run as root.
-    let used = blocks.saturating_sub(free);
+    let (available_bytes, total_bytes) = oscarbox_common::space(path)?;
     Some(Space {
         path: path.display().to_string(),
-        total_bytes: used.saturating_add(available).saturating_mul(fragment),
-        available_bytes: available.saturating_mul(fragment),
+        total_bytes,
+        available_bytes,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_root_is_a_mount_point_and_a_plain_directory_is_not() {
-        assert!(is_mount_point(Path::new("/")));
-        let dir = tempfile::tempdir().expect("temp dir");
-        let plain = dir.path().join("plain");
-        std::fs::create_dir(&plain).expect("mkdir");
-        assert!(!is_mount_point(&plain));
-        assert!(!is_mount_point(&dir.path().join("missing")));
-    }
 
     #[test]
     fn space_is_read_and_sane() {

@@ -97,6 +97,11 @@ pub struct MariaDb {
 
 impl MariaDb {
     pub async fn start() -> anyhow::Result<MariaDb> {
+        MariaDb::start_with(Vec::new()).await
+    }
+
+    /// As [`MariaDb::start`], with more server options (`--log-bin`, for a GTID position).
+    pub async fn start_with(extra_args: Vec<String>) -> anyhow::Result<MariaDb> {
         let dir = tempfile::Builder::new()
             .prefix("oscarbox-db-")
             .tempdir()
@@ -110,7 +115,7 @@ impl MariaDb {
             socket: dir.path().join("run/mariadb.sock"),
             log_file: dir.path().join("mariadbd.log"),
             small: true,
-            extra_args: Vec::new(),
+            extra_args,
         };
         oscarbox_mariadb::init_data_dir(&spec).await?;
         let child = oscarbox_mariadb::start(&spec, Duration::from_secs(60)).await?;

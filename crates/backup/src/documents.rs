@@ -1,0 +1,310 @@
+//! The documents' continuous backup, as the watchdog runs it: a `notify` watcher over the
+//! documents directory feeds the [`Schedule`] (debounced changes, a full scan at least every
+//! `documents-rescan` and whenever the watcher lost events); each snapshot goes to the
+//! repository on the backup disk, after the disk guard allowed it, tagged with the database's
+//! GTID position read as it starts. Every hour the retention plan is logged, then applied;
+//! every day the repository is checked with its data read back. What happened is kept in a
+//! small state file for the box's status and `oscarbox backup status`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::Watcher as _;
+use oscarbox_config::Config;
+use tokio_util::sync::CancellationToken;
+
+use crate::disk::{self, DiskVerdict};
+use crate::repo::Repo;
+use crate::schedule::Schedule;
+use crate::state::State;
+
+/// How long after a failure the next attempt waits.
+const RETRY: Duration = Duration::from_secs(60);
+/// How often the retention plan is made and applied.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// How often the repository is checked with its data read back.
+const CHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// How long the disk may take to answer `stat` before it counts as missing.
+const DISK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the watcher reports.
+enum Seen {
+    Change,
+    Lost,
+}
+
+/// The box's identity (generated once), which the backup disk's marker must carry.
+pub fn box_id(config: &Config) -> std::io::Result<String> {
+    oscarbox_mariadb::secrets::ensure(&config.box_.state_dir.join("secrets").join("box-id"))
+}
+
+/// Whether the backup disk may be written now (claiming a fresh one), or why not. Blocking
+/// work runs on the blocking pool, within [`DISK_TIMEOUT`].
+pub async fn guard(config: &Config) -> Result<Option<String>, String> {
+    let id = box_id(config).map_err(|e| format!("the box's identity: {e}"))?;
+    let (path, name) = (config.backup.disk.clone(), config.box_.name.clone());
+    let (require, high) = (
+        config.backup.require_mount,
+        config.backup.high_water_percent,
+    );
+    let look = tokio::task::spawn_blocking(move || {
+        let facts = disk::look(&path);
+        match disk::judge(&facts, &id, require, high) {
+            DiskVerdict::Ready { nearly_full } => Ok(nearly_full),
+            DiskVerdict::Claim => disk::claim(&path, &id, &name)
+                .map(|_| {
+                    tracing::info!(disk = %path.display(), "claimed a fresh backup disk for this box");
+                    None
+                })
+                .map_err(|e| format!("cannot write the backup disk marker on {}: {e}", path.display())),
+            DiskVerdict::Refuse(why) => Err(why),
+        }
+    });
+    match tokio::time::timeout(DISK_TIMEOUT, look).await {
+        Ok(Ok(verdict)) => verdict,
+        Ok(Err(e)) => Err(format!("the backup disk check failed: {e}")),
+        Err(_) => Err(format!(
+            "the backup disk {} did not answer within {}s: it may be failing",
+            config.backup.disk.display(),
+            DISK_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Opens (or makes) the repository with the box's repository password (generated once).
+pub async fn open(config: &Config) -> Result<Arc<Repo>, String> {
+    let password =
+        oscarbox_mariadb::secrets::ensure(&config.backup.password_file).map_err(|e| {
+            format!(
+                "the backup repository's password {}: {e}",
+                config.backup.password_file.display()
+            )
+        })?;
+    let path = config.backup.repository();
+    tokio::task::spawn_blocking(move || Repo::open_or_init(&path, &password))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// The database's position now, through the endpoint with the EMR's account; `None` when the
+/// database does not answer in time (the snapshot is taken anyway, untagged).
+pub async fn gtid_now(config: &Config) -> Option<String> {
+    use mysql_async::prelude::Queryable as _;
+    let db = &config.database;
+    let password = std::fs::read_to_string(&db.app_password_file).ok()?;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(db.endpoint.ip().to_string())
+        .tcp_port(db.endpoint.port())
+        .user(Some(db.app_user.clone()))
+        .pass(Some(password.trim().to_owned()))
+        .prefer_socket(false);
+    let ask = async {
+        let mut conn = mysql_async::Conn::new(opts).await.ok()?;
+        let pos: Option<String> = conn
+            .query_first("SELECT @@global.gtid_binlog_pos")
+            .await
+            .ok()?;
+        let _ = conn.disconnect().await;
+        pos
+    };
+    // A server without a binlog has no position (an empty list): nothing to tag with.
+    tokio::time::timeout(Duration::from_secs(5), ask)
+        .await
+        .ok()
+        .flatten()
+        .filter(|pos| !pos.trim().is_empty())
+}
+
+/// Takes one documents snapshot now (after the disk guard), recording it in the state file.
+pub async fn snapshot_now(config: &Config) -> Result<crate::repo::Snapshot, String> {
+    let nearly_full = guard(config).await?;
+    if let Some(why) = nearly_full {
+        return Err(why);
+    }
+    let repo = open(config).await?;
+    let gtid = gtid_now(config).await;
+    let (dir, host) = (config.emr.documents_dir.clone(), config.box_.name.clone());
+    // The EMR makes it on its first start; until then there is nothing to save but its place.
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("the documents directory {}: {e}", dir.display()))?;
+    let repo2 = Arc::clone(&repo);
+    let saved =
+        tokio::task::spawn_blocking(move || repo2.backup_documents(&dir, &host, gtid.as_deref()))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    let state = State::path(&config.box_.state_dir);
+    State::update(&state, |s| {
+        s.documents_last = Some(saved.unix_seconds);
+        s.documents_last_id = Some(saved.short_id.clone());
+    });
+    Ok(saved)
+}
+
+/// Runs until `shutdown`: watches the documents directory and keeps its snapshots, their
+/// retention and the repository's checks going.
+pub async fn run(config: Arc<Config>, shutdown: CancellationToken) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Seen>(1024);
+    let dir = config.emr.documents_dir.clone();
+    let _watcher = watch(&dir, tx);
+    let began = tokio::time::Instant::now();
+    let now = || began.elapsed();
+    let mut schedule = Schedule::new(
+        config.backup.documents_debounce,
+        config.backup.documents_rescan,
+        RETRY,
+    );
+    let mut last_retention: Option<Duration> = None;
+    let mut last_check: Option<Duration> = None;
+    let mut alerted: Option<String> = None;
+    loop {
+        let wake = began + schedule.next_check(now());
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            seen = rx.recv() => {
+                match seen {
+                    Some(Seen::Change) => schedule.changed(now()),
+                    Some(Seen::Lost) | None => schedule.lost_events(),
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        let Some(due) = schedule.due(now()) else {
+            continue;
+        };
+        let started = now();
+        match snapshot_now(&config).await {
+            Ok(s) => {
+                schedule.saved(started, now());
+                tracing::info!(
+                    snapshot = %s.short_id,
+                    why = ?due,
+                    files_new = s.files_new,
+                    files_changed = s.files_changed,
+                    bytes_added = s.bytes_added,
+                    gtid = s.gtid().unwrap_or("unknown"),
+                    "documents snapshot saved"
+                );
+                if alerted.take().is_some() {
+                    tracing::info!("documents backups work again");
+                }
+            }
+            Err(why) => {
+                schedule.failed(now());
+                if alerted.as_deref() != Some(why.as_str()) {
+                    tracing::error!(alert = true, "documents backup refused or failed: {why}");
+                    alerted = Some(why);
+                }
+                continue;
+            }
+        }
+        if last_retention.is_none_or(|t| now().saturating_sub(t) >= RETENTION_EVERY) {
+            last_retention = Some(now());
+            retention(&config).await;
+        }
+        if last_check.is_none_or(|t| now().saturating_sub(t) >= CHECK_EVERY) {
+            last_check = Some(now());
+            if let Err(why) = verify(&config, true).await {
+                tracing::error!(alert = true, "the backup repository check failed: {why}");
+            }
+        }
+    }
+}
+
+/// Plans the retention, logs the plan, then applies it.
+pub async fn retention(config: &Config) {
+    let Ok(repo) = open(config).await else {
+        return;
+    };
+    let k = config.backup.keep;
+    let keep = rustic_core::KeepOptions::default()
+        .keep_last(1)
+        .keep_hourly(i32::try_from(k.hourly).unwrap_or(i32::MAX))
+        .keep_daily(i32::try_from(k.daily).unwrap_or(i32::MAX))
+        .keep_weekly(i32::try_from(k.weekly).unwrap_or(i32::MAX))
+        .keep_monthly(i32::try_from(k.monthly).unwrap_or(i32::MAX));
+    let result = tokio::task::spawn_blocking(move || {
+        let plan = repo.plan_forget(&keep)?;
+        if !plan.forget.is_empty() {
+            tracing::info!(
+                forget = plan.forget.len(),
+                keep = plan.keep,
+                snapshots = %plan.forget.iter().map(|s| s.short_id.as_str()).collect::<Vec<_>>().join(" "),
+                "backup retention: forgetting these snapshots, then pruning what only they used"
+            );
+            repo.apply_forget(&plan)?;
+        }
+        Ok::<_, crate::repo::RepoError>(())
+    })
+    .await;
+    if let Ok(Err(e)) = result {
+        tracing::error!(alert = true, "backup retention failed: {e}");
+    }
+}
+
+/// Checks the repository (reading every pack back when `read_data`), recording the outcome in
+/// the state file. `Err` lists the problems.
+pub async fn verify(config: &Config, read_data: bool) -> Result<(), String> {
+    let repo = open(config).await?;
+    let found = tokio::task::spawn_blocking(move || repo.check(read_data))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string());
+    let outcome = match found {
+        Ok(findings) => {
+            let errors: Vec<String> = findings
+                .into_iter()
+                .filter(|f| f.starts_with("Error"))
+                .collect();
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors.join("; "))
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let state = State::path(&config.box_.state_dir);
+    let now = crate::state::unix_now();
+    State::update(&state, |s| {
+        s.check_last = Some(now);
+        s.check_problem = outcome.as_ref().err().cloned();
+    });
+    outcome
+}
+
+/// A recursive watcher on `dir` that reports changes and lost events; `None` (logged) when it
+/// cannot watch (the periodic scan still runs).
+fn watch(dir: &Path, tx: tokio::sync::mpsc::Sender<Seen>) -> Option<notify::RecommendedWatcher> {
+    let handler = move |event: notify::Result<notify::Event>| {
+        let seen = match event {
+            Ok(e) if e.need_rescan() => Seen::Lost,
+            Ok(e) if e.kind.is_access() => return,
+            Ok(_) => Seen::Change,
+            Err(_) => Seen::Lost,
+        };
+        // A full queue means events are being lost: a rescan covers them.
+        if tx.try_send(seen).is_err() {
+            let _ = tx.try_send(Seen::Lost);
+        }
+    };
+    let watched: PathBuf = dir.to_path_buf();
+    let result = notify::recommended_watcher(handler).and_then(|mut w| {
+        w.watch(&watched, notify::RecursiveMode::Recursive)?;
+        Ok(w)
+    });
+    match result {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                dir = %dir.display(),
+                "cannot watch the documents directory ({e}); only the periodic scan backs it up"
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Backups to the backup disk (issue 4). `disk`: nothing is written unless the backup path is
+//! the box's own backup disk (a mount point carrying this box's identity marker), and the
+//! space left on it is watched. `repo`: the restic-format repository (through `rustic_core`).
+//! `schedule`: when a documents snapshot is due (debounced changes, the periodic full scan).
+//! `documents`: the watcher and the loop the watchdog runs (snapshots, retention, checks).
+//! `state`: what the backups last did, for the status. `binlog`: what an archived binlog holds
+//! (complete transactions, gaps), from `mariadb-binlog`'s text.
+
+pub mod binlog;
+pub mod disk;
+pub mod documents;
+pub mod repo;
+pub mod schedule;
+pub mod state;

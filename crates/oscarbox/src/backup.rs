@@ -1,0 +1,251 @@
+//! `oscarbox backup status|now|verify|recovery-key` and `oscarbox restore list|documents`: the
+//! technician's commands. They work on the backup disk directly (the repository takes
+//! concurrent writers), so they serve on a box whose watchdog is down, and on a fresh machine
+//! given the box's configuration and recovery key.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use oscarbox_backup::documents;
+use oscarbox_backup::repo::{Repo, Snapshot, DOCUMENTS};
+use oscarbox_backup::state::State;
+use oscarbox_config::Config;
+
+/// Exit status when the backup disk or repository refuses the work (`EX_UNAVAILABLE`).
+const EX_UNAVAILABLE: u8 = 69;
+
+/// Loads the config and runs `work` on a runtime; its `Err` is printed as the one line a
+/// person reads, with exit 69.
+fn with_config<F, Fut>(config: Option<&Path>, work: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = Result<ExitCode, String>>,
+{
+    let config = match oscarbox_common::load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match oscarbox_common::start_runtime("warn") {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match runtime.block_on(work(config)) {
+        Ok(code) => code,
+        Err(why) => {
+            let _ = writeln!(std::io::stderr(), "{why}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+    }
+}
+
+/// The repository, after the disk guard allowed it.
+async fn repo(config: &Config) -> Result<Repo, String> {
+    documents::guard(config).await?;
+    documents::open(config).await.map(|r| Repo::clone(&r))
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, oscarbox_backup::repo::RepoError> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("the repository failed mid-way (it may be damaged; run `oscarbox backup verify`): {e}"))?
+        .map_err(|e| e.to_string())
+}
+
+fn when(unix: i64) -> String {
+    u64::try_from(unix)
+        .map(|s| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+            )
+            .to_string()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn mib(bytes: u64) -> String {
+    #[expect(clippy::cast_precision_loss, reason = "a size for people")]
+    let m = bytes as f64 / 1_048_576.0;
+    format!("{m:.1} MiB")
+}
+
+/// `oscarbox backup status`: the disk, the newest snapshot, the last check.
+pub fn status(config: Option<&Path>) -> ExitCode {
+    with_config(config, |config| async move {
+        let mut out = String::new();
+        let disk = documents::guard(&config).await;
+        out.push_str(&match &disk {
+            Ok(None) => format!(
+                "backup disk: {} (this box's)\n",
+                config.backup.disk.display()
+            ),
+            Ok(Some(full)) => format!("backup disk: {full}\n"),
+            Err(why) => format!("backup disk: REFUSED: {why}\n"),
+        });
+        let state = State::read(&State::path(&config.box_.state_dir));
+        out.push_str(&match (state.documents_last, &state.documents_last_id) {
+            (Some(t), Some(id)) => format!("newest documents snapshot: {id} at {}\n", when(t)),
+            _ => "newest documents snapshot: none yet\n".to_owned(),
+        });
+        out.push_str(&match (state.check_last, &state.check_problem) {
+            (Some(t), None) => format!("last repository check: sound, at {}\n", when(t)),
+            (Some(t), Some(p)) => {
+                format!("last repository check: DAMAGE found at {}: {p}\n", when(t))
+            }
+            (None, _) => "last repository check: none yet\n".to_owned(),
+        });
+        let _ = write!(std::io::stdout(), "{out}");
+        Ok(if disk.is_err() || state.check_problem.is_some() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
+
+/// `oscarbox backup now`: one documents snapshot, at once.
+pub fn now(config: Option<&Path>) -> ExitCode {
+    with_config(config, |config| async move {
+        let s = documents::snapshot_now(&config).await?;
+        let _ = writeln!(
+            std::io::stdout(),
+            "snapshot {} saved: {} files ({} new, {} changed), {} added, database at {}",
+            s.short_id,
+            s.total_files,
+            s.files_new,
+            s.files_changed,
+            mib(s.bytes_added),
+            s.gtid()
+                .unwrap_or("an unknown position (the database did not answer)")
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `oscarbox backup verify [--read-data]`: the repository check; exit 2 on damage.
+pub fn verify(config: Option<&Path>, read_data: bool) -> ExitCode {
+    with_config(config, |config| async move {
+        documents::guard(&config).await?;
+        match documents::verify(&config, read_data).await {
+            Ok(()) => {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "the backup repository is sound{}",
+                    if read_data {
+                        " (every pack read back and its hashes checked)"
+                    } else {
+                        " (structure and index; add --read-data to read every pack back)"
+                    }
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(problems) => {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "the backup repository is DAMAGED: {problems}\nThe snapshots that do not use the damaged packs still restore; take a new snapshot (`oscarbox backup now`) and keep this disk for inspection."
+                );
+                Ok(ExitCode::from(2))
+            }
+        }
+    })
+}
+
+/// `oscarbox backup recovery-key`: what a technician needs to open the repository elsewhere.
+pub fn recovery_key(config: Option<&Path>) -> ExitCode {
+    with_config(config, |config| async move {
+        let repo = repo(&config).await?;
+        let _ = write!(std::io::stdout(), "{}", repo.recovery_key());
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `oscarbox restore list`: the restore points, oldest first.
+pub fn list(config: Option<&Path>) -> ExitCode {
+    with_config(config, |config| async move {
+        let repo = repo(&config).await?;
+        let snaps: Vec<Snapshot> = blocking(move || repo.snapshots(None)).await?;
+        let mut out = String::new();
+        if snaps.is_empty() {
+            out.push_str("no restore points yet\n");
+        }
+        for s in &snaps {
+            out.push_str(&format!(
+                "{}  {}  {}  {} files, {}  database at {}\n",
+                s.short_id,
+                s.time,
+                s.tags
+                    .iter()
+                    .filter(|t| !t.starts_with("gtid="))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(","),
+                s.total_files,
+                mib(s.total_bytes),
+                s.gtid().unwrap_or("unknown"),
+            ));
+        }
+        let _ = write!(std::io::stdout(), "{out}");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `oscarbox restore documents --to DIR [--snapshot ID] [--path P] [--dry-run]`.
+pub fn documents(
+    config: Option<&Path>,
+    to: PathBuf,
+    snapshot: String,
+    path: Option<String>,
+    dry_run: bool,
+) -> ExitCode {
+    with_config(config, |config| async move {
+        if std::fs::read_dir(&to).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(format!(
+                "{} is not empty: restore into a new or empty directory, then move what is needed into place",
+                to.display()
+            ));
+        }
+        if path
+            .as_deref()
+            .is_some_and(|p| p.split('/').any(|c| c == ".."))
+        {
+            return Err("--path cannot contain \"..\"".into());
+        }
+        let inside = match path.as_deref().map(|p| p.trim_matches('/')) {
+            Some(p) if !p.is_empty() => format!("{DOCUMENTS}/{p}"),
+            _ => DOCUMENTS.to_owned(),
+        };
+        let repo = repo(&config).await?;
+        if dry_run {
+            let snaps = blocking(move || repo.snapshots(Some("documents"))).await?;
+            let chosen = if snapshot == "latest" {
+                snaps.last()
+            } else {
+                snaps.iter().find(|s| s.id.starts_with(&snapshot))
+            };
+            let Some(s) = chosen else {
+                return Err(format!("no documents snapshot matches {snapshot:?}; `oscarbox restore list` shows them"));
+            };
+            let _ = writeln!(
+                std::io::stdout(),
+                "would restore {inside} of snapshot {} ({}, {} files, {}) into {}",
+                s.short_id,
+                s.time,
+                s.total_files,
+                mib(s.total_bytes),
+                to.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let dest = to.clone();
+        let (files, bytes) = blocking(move || repo.restore(&snapshot, &inside, &dest)).await?;
+        let _ = writeln!(
+            std::io::stdout(),
+            "restored {files} files ({}) into {}",
+            mib(bytes),
+            to.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}

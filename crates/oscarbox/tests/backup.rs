@@ -1,0 +1,476 @@
+//! The documents' backups end to end, with real processes: `oscarbox backup` and `oscarbox
+//! restore` against a real MariaDB (for the GTID tag), stock `restic` (Debian's) reading the
+//! repository they write, a flipped byte found by verify, kill -9 in the middle of a snapshot,
+//! the disk guard's refusals, and the watchdog saving a new document within its debounce.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable as _;
+use oscarbox_test_harness::{EmrConfig, MariaDb, Watchdog};
+
+const OSCARBOX: &str = env!("CARGO_BIN_EXE_oscarbox");
+
+async fn oscarbox(config: &EmrConfig, args: &[&str]) -> anyhow::Result<Output> {
+    Ok(tokio::process::Command::new(OSCARBOX)
+        .args(args)
+        .arg("--config")
+        .arg(&config.path)
+        .output()
+        .await?)
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Stock restic on the repository, with the password from `oscarbox backup recovery-key`.
+async fn restic(repo: &Path, password: &str, args: &[&str]) -> anyhow::Result<Output> {
+    Ok(tokio::process::Command::new("restic")
+        .args(args)
+        .env("RESTIC_REPOSITORY", repo)
+        .env("RESTIC_PASSWORD", password)
+        .env("RESTIC_CACHE_DIR", repo.with_extension("restic-cache"))
+        .output()
+        .await?)
+}
+
+/// Every file under `dir`: relative path → contents.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.insert(p.strip_prefix(dir).expect("under dir").to_path_buf(), bytes);
+            }
+        }
+    }
+    out
+}
+
+/// Documents as OSCAR names them, one in a folder, one binary.
+fn write_documents(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("2026"))?;
+    std::fs::write(dir.join("20261123101500scan (1).pdf"), b"%PDF-1.4 a scan\n")?;
+    std::fs::write(
+        dir.join("2026/20261123101600lab.txt"),
+        "HbA1c 6.1 %\n".repeat(100),
+    )?;
+    let noise: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.join("20261123101700xray.dcm"), noise)?;
+    Ok(())
+}
+
+fn documents_dir(config: &EmrConfig) -> PathBuf {
+    config
+        .path
+        .parent()
+        .expect("the config has a directory")
+        .join("documents")
+}
+
+fn repository(config: &EmrConfig) -> PathBuf {
+    config
+        .path
+        .parent()
+        .expect("the config has a directory")
+        .join("backup/repository")
+}
+
+async fn password(config: &EmrConfig) -> anyhow::Result<String> {
+    let out = oscarbox(config, &["backup", "recovery-key"]).await?;
+    anyhow::ensure!(out.status.success(), "{}", text(&out));
+    let key = String::from_utf8(out.stdout)?;
+    key.lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no password in the recovery key:\n{key}"))
+}
+
+#[tokio::test]
+async fn documents_snapshots_open_with_stock_restic_and_restore_byte_for_byte() -> anyhow::Result<()>
+{
+    // With a binlog, so that the database has a GTID position to tag snapshots with.
+    let db =
+        MariaDb::start_with(vec!["--log-bin=mariadb-bin".into(), "--server-id=1".into()]).await?;
+    db.root()
+        .await?
+        .query_drop("CREATE TABLE t (i int PRIMARY KEY)")
+        .await?;
+    let config = db.write_config(1, "")?;
+    let docs = documents_dir(&config);
+    write_documents(&docs)?;
+
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("3 files (3 new, 0 changed)"), "{said}");
+    assert!(
+        said.contains("database at 0-1-"),
+        "tagged with the GTID position: {said}"
+    );
+
+    // Stock restic opens it with the recovery key's password.
+    let repo = repository(&config);
+    let pw = password(&config).await?;
+    let out = restic(&repo, &pw, &["snapshots", "--json"]).await?;
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = String::from_utf8(out.stdout)?;
+    assert!(
+        listed.contains("\"documents\"")
+            && listed.contains("\"gtid=0-1-")
+            && listed.contains("\"/documents\""),
+        "{listed}"
+    );
+    let out = restic(&repo, &pw, &["check", "--read-data"]).await?;
+    assert!(out.status.success(), "restic check: {}", text(&out));
+    let by_restic = tempfile::tempdir()?;
+    let out = restic(
+        &repo,
+        &pw,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &by_restic.path().to_string_lossy(),
+        ],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(tree(&by_restic.path().join("documents")), tree(&docs));
+
+    // A second snapshot saves only what changed.
+    std::fs::write(docs.join("2026/20261123101600lab.txt"), "HbA1c 5.9 %\n")?;
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert!(text(&out).contains("(0 new, 1 changed)"), "{}", text(&out));
+
+    // Our restore: everything, one file, a dry run, and refusals.
+    let out = oscarbox(&config, &["restore", "list"]).await?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        text(&out)
+            .lines()
+            .filter(|l| l.contains("documents"))
+            .count(),
+        2,
+        "{}",
+        text(&out)
+    );
+    let into = tempfile::tempdir()?;
+    let all = into.path().join("all");
+    let out = oscarbox(
+        &config,
+        &["restore", "documents", "--to", &all.to_string_lossy()],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(tree(&all), tree(&docs));
+    let one = into.path().join("one");
+    let out = oscarbox(
+        &config,
+        &[
+            "restore",
+            "documents",
+            "--to",
+            &one.to_string_lossy(),
+            "--path",
+            "2026/20261123101600lab.txt",
+        ],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(one.join("20261123101600lab.txt"))?,
+        b"HbA1c 5.9 %\n"
+    );
+    let dry = into.path().join("dry");
+    let out = oscarbox(
+        &config,
+        &[
+            "restore",
+            "documents",
+            "--to",
+            &dry.to_string_lossy(),
+            "--dry-run",
+        ],
+    )
+    .await?;
+    assert!(
+        text(&out).contains("would restore /documents of snapshot"),
+        "{}",
+        text(&out)
+    );
+    assert!(std::fs::metadata(&dry).is_err(), "a dry run writes nothing");
+    let out = oscarbox(
+        &config,
+        &["restore", "documents", "--to", &all.to_string_lossy()],
+    )
+    .await?;
+    assert_eq!(out.status.code(), Some(69));
+    assert!(text(&out).contains("is not empty"), "{}", text(&out));
+    let out = oscarbox(
+        &config,
+        &[
+            "restore",
+            "documents",
+            "--to",
+            &dry.to_string_lossy(),
+            "--snapshot",
+            "ffffffff",
+        ],
+    )
+    .await?;
+    assert_eq!(out.status.code(), Some(69));
+    assert!(text(&out).contains("no snapshot matches"), "{}", text(&out));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flipped_byte_is_reported_by_verify() -> anyhow::Result<()> {
+    let db = MariaDb::start().await?;
+    let config = db.write_config(1, "")?;
+    write_documents(&documents_dir(&config))?;
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = oscarbox(&config, &["backup", "verify", "--read-data"]).await?;
+    assert!(out.status.success(), "sound before: {}", text(&out));
+
+    // Flip one byte in the middle of the largest data pack.
+    let packs = tree(&repository(&config).join("data"));
+    let (name, bytes) = packs
+        .iter()
+        .max_by_key(|(_, b)| b.len())
+        .expect("a data pack");
+    let path = repository(&config).join("data").join(name);
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    std::fs::write(&path, damaged)?;
+
+    let out = oscarbox(&config, &["backup", "verify", "--read-data"]).await?;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("DAMAGED"), "{}", text(&out));
+    let out = oscarbox(&config, &["backup", "status"]).await?;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("DAMAGE found"), "{}", text(&out));
+    // Stock restic agrees.
+    let pw = password(&config).await?;
+    let out = restic(&repository(&config), &pw, &["check", "--read-data"]).await?;
+    assert!(
+        !out.status.success(),
+        "restic check found it too: {}",
+        text(&out)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn kill_9_during_a_snapshot_leaves_a_sound_repository_and_the_next_one_completes(
+) -> anyhow::Result<()> {
+    let db = MariaDb::start().await?;
+    let config = db.write_config(1, "")?;
+    let docs = documents_dir(&config);
+    write_documents(&docs)?;
+    // Enough to take a few seconds: 300 MiB that neither compresses nor deduplicates.
+    let mut urandom = std::fs::File::open("/dev/urandom")?;
+    for i in 0..300u32 {
+        let mut noise = vec![0u8; 1 << 20];
+        std::io::Read::read_exact(&mut urandom, &mut noise)?;
+        std::fs::write(docs.join(format!("2026/bulk-{i:03}.bin")), noise)?;
+    }
+    let mut child = tokio::process::Command::new(OSCARBOX)
+        .args(["backup", "now", "--config"])
+        .arg(&config.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Killed once it has written its first packs.
+    let data = repository(&config).join("data");
+    let packs = || {
+        std::fs::read_dir(&data)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| std::fs::read_dir(d.path()).map_or(0, Iterator::count))
+            .sum::<usize>()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while packs() < 1 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the snapshot wrote no data"
+        );
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.start_kill()?;
+    let status = child.wait().await?;
+    assert!(
+        !status.success(),
+        "killed mid-way (a fast machine may finish first: {status})"
+    );
+
+    let out = oscarbox(&config, &["backup", "verify", "--read-data"]).await?;
+    assert!(out.status.success(), "sound after the kill: {}", text(&out));
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert!(out.status.success(), "{}", text(&out));
+    let into = tempfile::tempdir()?;
+    let out = oscarbox(
+        &config,
+        &[
+            "restore",
+            "documents",
+            "--to",
+            &into.path().join("r").to_string_lossy(),
+        ],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(tree(&into.path().join("r")), tree(&docs));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_disk_guard_refuses_an_unmounted_a_foreign_and_an_unmarked_disk() -> anyhow::Result<()>
+{
+    let db = MariaDb::start().await?;
+    // An empty mount point: the disk is unplugged.
+    let config = db.write_config(1, "")?;
+    let text_of = std::fs::read_to_string(&config.path)?;
+    std::fs::write(
+        &config.path,
+        text_of.replace("require-mount = false", "require-mount = true"),
+    )?;
+    let disk = config.path.parent().expect("a directory").join("backup");
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    assert!(
+        text(&out).contains("nothing is mounted at"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(&disk)?.count(),
+        0,
+        "nothing written to the mount point"
+    );
+
+    // Another box's disk.
+    std::fs::write(&config.path, text_of.clone())?;
+    std::fs::write(
+        disk.join("OSCARBOX-BACKUP-DISK"),
+        "OSCAR Box backup disk\nbox-id: 00000000000000000000000000000000\nbox-name: other-clinic\nclaimed: 2026-01-01T00:00:00Z\n",
+    )?;
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    assert!(
+        text(&out).contains("the backup disk of another box (\"other-clinic\""),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        std::fs::metadata(disk.join("repository")).is_err(),
+        "no repository made"
+    );
+
+    // A disk with someone's files and no marker.
+    std::fs::remove_file(disk.join("OSCARBOX-BACKUP-DISK"))?;
+    std::fs::write(disk.join("holiday.jpg"), b"not ours")?;
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    assert!(
+        text(&out).contains("holds files (holiday.jpg) but no backup disk marker"),
+        "{}",
+        text(&out)
+    );
+    let out = oscarbox(&config, &["backup", "status"]).await?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("backup disk: REFUSED"),
+        "{}",
+        text(&out)
+    );
+
+    // Emptied, it is claimed and used.
+    std::fs::remove_file(disk.join("holiday.jpg"))?;
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(std::fs::read_to_string(disk.join("OSCARBOX-BACKUP-DISK"))?.contains("box-name: test"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_watchdog_saves_a_new_document_within_its_debounce() -> anyhow::Result<()> {
+    let db = MariaDb::start().await?;
+    let config = db.write_config(1, "")?;
+    // The harness writes the [backup] section: the debounce goes there.
+    let text_of = std::fs::read_to_string(&config.path)?.replace(
+        "require-mount = false",
+        "require-mount = false\ndocuments-debounce = \"1s\"",
+    );
+    std::fs::write(&config.path, text_of)?;
+    let docs = documents_dir(&config);
+    write_documents(&docs)?;
+    let wd = Watchdog::start(OSCARBOX.as_ref(), &config)?;
+    let state = config.state_dir.join("backup/state");
+    let newest = || {
+        std::fs::read_to_string(&state)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("documents-last-id: ").map(str::to_owned))
+    };
+    // The first snapshot (the start's full scan).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while newest().is_none() {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no first snapshot");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = newest();
+    let written = tokio::time::Instant::now();
+    std::fs::write(
+        docs.join("20261123120000referral.pdf"),
+        b"%PDF-1.4 referral\n",
+    )?;
+    // In a snapshot within the debounce (1 s, at most 6 s when changes keep coming) plus the
+    // snapshot's own time; generous for a loaded machine.
+    let deadline = written + Duration::from_secs(30);
+    while newest() == first {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the new document was not saved within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pw = password(&config).await?;
+    let out = restic(&repository(&config), &pw, &["ls", "latest"]).await?;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/documents/20261123120000referral.pdf"),
+        "{}",
+        text(&out)
+    );
+    // The status carries the newest snapshot's age.
+    let s = wd.box_status().await?;
+    assert!(
+        s.backups
+            .newest_documents_age_seconds
+            .is_some_and(|a| a < 60),
+        "{:?}",
+        s.backups
+    );
+    drop(wd);
+    Ok(())
+}
