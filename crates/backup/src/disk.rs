@@ -9,10 +9,9 @@ use std::time::SystemTime;
 
 /// The marker's file name at the top of the backup disk.
 pub const MARKER: &str = "OSCARBOX-BACKUP-DISK";
-/// What the top of a fresh disk may hold and still be claimed: a file system's own directory,
-/// and the replica's data directory, which the database pair puts on this disk before the first
-/// backup.
-const CLAIMABLE: [&str; 2] = ["lost+found", "db"];
+/// What the top of a fresh disk may hold and still be claimed, besides [`DiskFacts::ours`]: a
+/// file system's own directory.
+const LOST_FOUND: &str = "lost+found";
 
 /// What is true of the backup path now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +27,9 @@ pub struct DiskFacts {
     pub marker_damaged: Option<String>,
     /// The names at the top of the path.
     pub entries: Vec<String>,
+    /// Names at the top of the path that the box itself puts there before its first backup
+    /// (the replica's data directory and its temporary directory).
+    pub ours: Vec<String>,
     /// Bytes a writer can still use, and the usable size.
     pub available_bytes: u64,
     pub total_bytes: u64,
@@ -113,11 +115,7 @@ pub fn judge(
         Some(_) => DiskVerdict::Ready {
             nearly_full: nearly_full(facts, high_water_percent),
         },
-        None if facts
-            .entries
-            .iter()
-            .all(|e| CLAIMABLE.contains(&e.as_str())) =>
-        {
+        None if facts.entries.iter().all(|e| claimable(facts, e)) => {
             DiskVerdict::Claim
         }
         None => DiskVerdict::Refuse(format!(
@@ -125,13 +123,17 @@ pub fn judge(
             facts
                 .entries
                 .iter()
-                .filter(|e| !CLAIMABLE.contains(&e.as_str()))
+                .filter(|e| !claimable(facts, e))
                 .take(3)
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
     }
+}
+
+fn claimable(facts: &DiskFacts, entry: &str) -> bool {
+    entry == LOST_FOUND || facts.ours.iter().any(|o| o == entry)
 }
 
 /// The share of the disk in use, 0 to 100.
@@ -154,9 +156,10 @@ fn nearly_full(facts: &DiskFacts, high_water_percent: u8) -> Option<String> {
     })
 }
 
-/// Gathers the facts of the backup path. Blocking (a failing disk can block `stat` for
-/// minutes): call it on the blocking pool with a timeout.
-pub fn look(path: &Path) -> DiskFacts {
+/// Gathers the facts of the backup path; `ours` are the directories the box itself keeps
+/// there (see [`DiskFacts::ours`]). Blocking (a failing disk can block `stat` for minutes):
+/// call it on the blocking pool with a timeout.
+pub fn look(path: &Path, ours: Vec<String>) -> DiskFacts {
     let exists = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
     let (marker, marker_damaged) = match std::fs::read_to_string(path.join(MARKER)) {
         Ok(text) => match Marker::parse(&text) {
@@ -181,6 +184,7 @@ pub fn look(path: &Path) -> DiskFacts {
         marker,
         marker_damaged,
         entries,
+        ours,
         available_bytes,
         total_bytes,
     }
@@ -222,6 +226,7 @@ mod tests {
             }),
             marker_damaged: None,
             entries: vec![MARKER.into(), "repository".into(), "db".into()],
+            ours: vec!["db".into()],
             available_bytes: 500,
             total_bytes: 1000,
         }
@@ -330,11 +335,11 @@ mod tests {
     #[test]
     fn claim_writes_a_marker_that_look_reads_back() {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let f = look(dir.path());
+        let f = look(dir.path(), Vec::new());
         assert!(f.exists && f.marker.is_none() && f.entries.is_empty());
         assert_eq!(judge(&f, ME, false, 99), DiskVerdict::Claim);
         claim(dir.path(), ME, "clinic").expect("claimed");
-        let f = look(dir.path());
+        let f = look(dir.path(), Vec::new());
         assert_eq!(f.marker.as_ref().map(|m| m.box_id.as_str()), Some(ME));
         assert!(matches!(
             judge(&f, ME, false, 99),
@@ -364,6 +369,7 @@ mod tests {
                 marker: marker.clone().map(|box_id| Marker { box_id, box_name: String::new(), claimed: String::new() }),
                 marker_damaged: damaged.then(|| "unreadable".to_owned()),
                 entries: entries.clone(),
+                ours: vec!["db".to_owned()],
                 available_bytes: available.min(1000),
                 total_bytes: 1000,
             };

@@ -48,8 +48,9 @@ pub async fn guard(config: &Config) -> Result<Option<String>, String> {
         config.backup.require_mount,
         config.backup.high_water_percent,
     );
+    let ours = replica_dirs(config);
     let look = tokio::task::spawn_blocking(move || {
-        let facts = disk::look(&path);
+        let facts = disk::look(&path, ours);
         match disk::judge(&facts, &id, require, high) {
             DiskVerdict::Ready { nearly_full } => Ok(nearly_full),
             DiskVerdict::Claim => disk::claim(&path, &id, &name)
@@ -70,6 +71,33 @@ pub async fn guard(config: &Config) -> Result<Option<String>, String> {
             DISK_TIMEOUT.as_secs()
         )),
     }
+}
+
+/// The top-level names on the backup disk that the database pair keeps there: a node's data
+/// directory (or the directory holding it) and its temporary directory beside it.
+fn replica_dirs(config: &Config) -> Vec<String> {
+    let disk =
+        std::path::absolute(&config.backup.disk).unwrap_or_else(|_| config.backup.disk.clone());
+    let mut ours = Vec::new();
+    for node in &config.database.nodes {
+        let Ok(data) = std::path::absolute(&node.data_dir) else {
+            continue;
+        };
+        let name = data
+            .file_name()
+            .map(|n| format!("{}.tmp", n.to_string_lossy()));
+        let tmp = name.map(|n| data.with_file_name(n));
+        for dir in std::iter::once(data).chain(tmp) {
+            if let Some(first) = dir
+                .strip_prefix(&disk)
+                .ok()
+                .and_then(|r| r.components().next())
+            {
+                ours.push(first.as_os_str().to_string_lossy().into_owned());
+            }
+        }
+    }
+    ours
 }
 
 /// Opens (or makes) the repository with the box's repository password (generated once).

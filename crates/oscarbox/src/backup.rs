@@ -152,6 +152,38 @@ pub fn verify(config: Option<&Path>, read_data: bool) -> ExitCode {
     })
 }
 
+/// `oscarbox backup claim-disk`: writes this box's marker on a backup disk that holds files
+/// but lost its marker (a disk carrying another box's marker is still refused).
+pub fn claim_disk(config: Option<&Path>) -> ExitCode {
+    with_config(config, |config| async move {
+        let id = documents::box_id(&config).map_err(|e| format!("the box's identity: {e}"))?;
+        let disk = config.backup.disk.clone();
+        let facts = oscarbox_backup::disk::look(&disk, Vec::new());
+        if !facts.exists || (config.backup.require_mount && !facts.mounted) {
+            return Err(format!(
+                "{} is not a mounted disk: mount the backup disk there first",
+                disk.display()
+            ));
+        }
+        if let Some(m) = facts.marker.filter(|m| m.box_id != id) {
+            return Err(format!(
+                "{} is the backup disk of another box (\"{}\", id {}): it is not claimed",
+                disk.display(),
+                m.box_name,
+                m.box_id
+            ));
+        }
+        oscarbox_backup::disk::claim(&disk, &id, &config.box_.name)
+            .map_err(|e| format!("cannot write the marker on {}: {e}", disk.display()))?;
+        let _ = writeln!(
+            std::io::stdout(),
+            "{} is now this box's backup disk",
+            disk.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 /// `oscarbox backup recovery-key`: what a technician needs to open the repository elsewhere.
 pub fn recovery_key(config: Option<&Path>) -> ExitCode {
     with_config(config, |config| async move {

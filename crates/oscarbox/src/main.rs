@@ -170,6 +170,9 @@ enum BackupAction {
         #[arg(long)]
         read_data: bool,
     },
+    /// Write this box's marker on a backup disk that holds files but lost its marker (another
+    /// box's disk is still refused).
+    ClaimDisk,
     /// Print the repository's location and password: with it, stock restic (or this command
     /// on a fresh machine) opens the backups. Keep it off the box, like a key.
     RecoveryKey,
@@ -243,6 +246,7 @@ fn main() -> ExitCode {
             BackupAction::Now => backup::now(config.as_deref()),
             BackupAction::Verify { read_data } => backup::verify(config.as_deref(), read_data),
             BackupAction::RecoveryKey => backup::recovery_key(config.as_deref()),
+            BackupAction::ClaimDisk => backup::claim_disk(config.as_deref()),
         },
         Command::Restore { action, config } => match action {
             RestoreAction::List => backup::list(config.as_deref()),

@@ -405,8 +405,9 @@ async fn the_disk_guard_refuses_an_unmounted_a_foreign_and_an_unmarked_disk() ->
         text(&out)
     );
 
-    // Emptied, it is claimed and used.
-    std::fs::remove_file(disk.join("holiday.jpg"))?;
+    // A person says it is this box's disk after all: claimed, and used.
+    let out = oscarbox(&config, &["backup", "claim-disk"]).await?;
+    assert!(out.status.success(), "{}", text(&out));
     let out = oscarbox(&config, &["backup", "now"]).await?;
     assert!(out.status.success(), "{}", text(&out));
     assert!(std::fs::read_to_string(disk.join("OSCARBOX-BACKUP-DISK"))?.contains("box-name: test"));

@@ -239,17 +239,26 @@ heartbeat-interval = "1s"
     let token = std::fs::read_to_string(cfg.state_dir.join("secrets/status-token"))?;
     let health = client.get(wd.status_url("/health")).send().await?;
     assert_eq!(health.headers()["content-type"], "application/health+json");
-    let doc: serde_json::Value = health.json().await?;
     // The document's status is its model's verdict; the model's reasons can only be this
-    // machine's own (a full disk, which a test cannot choose).
-    let model: BoxStatus = serde_json::from_value(doc["oscarbox"].clone())?;
-    assert!(
+    // machine's own (a full disk, which a test cannot choose). The document is the status
+    // loop's latest gathering, which may predate the instance's healthy answer by an interval.
+    let (doc, model) = wait_for("served healthy at /health", async || {
+        let doc: serde_json::Value = client
+            .get(wd.status_url("/health"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let model: BoxStatus = serde_json::from_value(doc["oscarbox"].clone()).ok()?;
         model
             .reasons
             .iter()
-            .all(|r| machine.contains(&r.id.as_str())),
-        "{doc:#}"
-    );
+            .all(|r| machine.contains(&r.id.as_str()))
+            .then_some((doc, model))
+    })
+    .await?;
     let expected = ["pass", "warn", "fail"][model.verdict as usize];
     assert_eq!(doc["status"], expected, "{doc:#}");
     assert_eq!(doc["serviceId"], "oscarbox:test");
