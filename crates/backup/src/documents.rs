@@ -177,6 +177,11 @@ pub async fn snapshot_now(config: &Config) -> Result<crate::repo::Snapshot, Stri
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Seen>(1024);
     let dir = config.emr.documents_dir.clone();
+    // Made now if the EMR has not made it yet: a watcher cannot watch a directory that is not
+    // there, and would leave new documents to the daily scan.
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::warn!(dir = %dir.display(), "cannot make the documents directory: {e}");
+    }
     let _watcher = watch(&dir, tx);
     let began = tokio::time::Instant::now();
     let now = || began.elapsed();

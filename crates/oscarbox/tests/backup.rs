@@ -424,8 +424,9 @@ async fn the_watchdog_saves_a_new_document_within_its_debounce() -> anyhow::Resu
         "require-mount = false\ndocuments-debounce = \"1s\"",
     );
     std::fs::write(&config.path, text_of)?;
+    // The documents directory does not exist yet when the watchdog starts (the EMR makes it):
+    // the watcher must still see what is written there.
     let docs = documents_dir(&config);
-    write_documents(&docs)?;
     let wd = Watchdog::start(OSCARBOX.as_ref(), &config)?;
     let state = config.state_dir.join("backup/state");
     let newest = || {
@@ -441,6 +442,7 @@ async fn the_watchdog_saves_a_new_document_within_its_debounce() -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let first = newest();
+    write_documents(&docs)?;
     let written = tokio::time::Instant::now();
     std::fs::write(
         docs.join("20261123120000referral.pdf"),
