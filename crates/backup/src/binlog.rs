@@ -5,41 +5,7 @@
 //! once its terminating event is there: the `Xid` (or a `COMMIT` query) of a `trans` GTID, the
 //! statement of a `ddl` one.
 
-use std::fmt;
-
-/// One GTID: domain, server, sequence number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Gtid {
-    pub domain: u32,
-    pub server: u32,
-    pub seq: u64,
-}
-
-impl fmt::Display for Gtid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}-{}", self.domain, self.server, self.seq)
-    }
-}
-
-impl std::str::FromStr for Gtid {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Gtid, String> {
-        let mut parts = s.trim().splitn(3, '-');
-        let mut next = |what: &str| {
-            parts
-                .next()
-                .ok_or_else(|| format!("{s:?} is not a GTID (domain-server-sequence): no {what}"))
-        };
-        let (d, sv, q) = (next("domain")?, next("server")?, next("sequence")?);
-        Ok(Gtid {
-            domain: d.parse().map_err(|_| format!("{s:?}: bad domain"))?,
-            server: sv.parse().map_err(|_| format!("{s:?}: bad server id"))?,
-            seq: q
-                .parse()
-                .map_err(|_| format!("{s:?}: bad sequence number"))?,
-        })
-    }
-}
+pub use oscarbox_failover::Gtid;
 
 /// A complete transaction in a binlog file: its GTID, when it was written (the header's
 /// `yymmdd hh:mm:ss`, the server's local time, as `mariadb-binlog --stop-datetime` takes it),
