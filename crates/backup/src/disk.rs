@@ -71,20 +71,31 @@ impl Marker {
     }
 }
 
+/// The free space kept back on the backup disk: 2% of it, at most 2 GiB. Below this nothing new
+/// is written, because the replica's data directory shares the disk and must be able to grow
+/// while retention frees space.
+pub fn reserve_bytes(total: u64) -> u64 {
+    (total / 50).min(2 << 30)
+}
+
 /// What the box may do with the backup disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskVerdict {
-    /// This box's disk: write.
+    /// This box's disk: write. `nearly_full` (above the high-water mark) is a warning: retention
+    /// runs at once, and backups go on while the disk has more than its reserve.
     Ready { nearly_full: Option<String> },
     /// A fresh disk, mounted and empty: write this box's marker on it, then write.
     Claim,
+    /// This box's disk, below its reserve: no new backup, but retention may free space.
+    Full(String),
     /// Write nothing; the reason, in plain words, with what to do.
     Refuse(String),
 }
 
 /// Whether the box may write to the disk described by `facts`. `require_mount` is off only on a
 /// dev box; `high_water_percent` is the share of the disk in use above which it counts as
-/// nearly full (retention must free space, and new snapshots wait).
+/// nearly full (retention must free space). A disk with less than [`reserve_bytes`] left is
+/// full: nothing new is written until space returns.
 pub fn judge(
     facts: &DiskFacts,
     box_id: &str,
@@ -112,6 +123,13 @@ pub fn judge(
             "{path} is the backup disk of another box (\"{}\", id {}, claimed {}): nothing of this box is written to it. Plug in this box's own backup disk, or restore that box from it with `oscarbox restore box`.",
             m.box_name, m.box_id, m.claimed
         )),
+        Some(_) if facts.available_bytes < reserve_bytes(facts.total_bytes) => {
+            DiskVerdict::Full(format!(
+                "the backup disk {path} is full ({} MiB left, {} MiB kept in reserve): new backups wait until space returns. Nothing already saved is lost. Retention frees space as restore points age out; if the disk stays full, lower the backup.keep-* counts or fit a larger disk.",
+                facts.available_bytes >> 20,
+                reserve_bytes(facts.total_bytes) >> 20
+            ))
+        }
         Some(_) => DiskVerdict::Ready {
             nearly_full: nearly_full(facts, high_water_percent),
         },
@@ -150,7 +168,7 @@ fn nearly_full(facts: &DiskFacts, high_water_percent: u8) -> Option<String> {
     let used = used_percent(facts.available_bytes, facts.total_bytes);
     (used > f64::from(high_water_percent)).then(|| {
         format!(
-            "the backup disk {} is {used:.0}% full, above the {high_water_percent}% high-water mark: older restore points are pruned first and new snapshots wait for space",
+            "the backup disk {} is {used:.0}% full, above the {high_water_percent}% high-water mark: retention runs now; if the disk stays this full, lower the backup.keep-* counts or fit a larger disk",
             facts.path.display()
         )
     })
@@ -234,6 +252,10 @@ mod tests {
 
     fn refused(v: &DiskVerdict, words: &str) -> bool {
         matches!(v, DiskVerdict::Refuse(why) if why.contains(words))
+    }
+
+    fn full(v: &DiskVerdict, words: &str) -> bool {
+        matches!(v, DiskVerdict::Full(why) if why.contains(words))
     }
 
     #[test]
@@ -322,6 +344,36 @@ mod tests {
     }
 
     #[test]
+    fn below_the_reserve_the_disk_is_full_and_nothing_is_written() {
+        let total = 100 << 30;
+        let f = DiskFacts {
+            available_bytes: (2 << 30) - 1,
+            total_bytes: total,
+            ..facts()
+        };
+        assert!(full(
+            &judge(&f, ME, true, 90),
+            "is full (2047 MiB left, 2048 MiB kept in reserve)"
+        ));
+        // A small disk keeps 2% back.
+        let f = DiskFacts {
+            available_bytes: 19,
+            ..facts()
+        };
+        assert!(full(&judge(&f, ME, true, 99), "is full"));
+        let f = DiskFacts {
+            available_bytes: 20,
+            ..facts()
+        };
+        assert!(matches!(
+            judge(&f, ME, true, 90),
+            DiskVerdict::Ready {
+                nearly_full: Some(_)
+            }
+        ));
+    }
+
+    #[test]
     fn markers_round_trip_and_damage_is_named() {
         let m = facts().marker.expect("a marker");
         assert_eq!(Marker::parse(&m.to_text()), Ok(m));
@@ -374,12 +426,18 @@ mod tests {
                 total_bytes: 1000,
             };
             let v = judge(&f, ME, require_mount, high);
-            let writes = !matches!(v, DiskVerdict::Refuse(_));
+            let writes = matches!(v, DiskVerdict::Ready { .. } | DiskVerdict::Claim);
+            if matches!(v, DiskVerdict::Full(_)) {
+                prop_assert_eq!(marker.as_deref(), Some(ME), "only this box's disk is pruned");
+            }
             if !exists || (require_mount && !mounted) || damaged {
                 prop_assert!(!writes);
             }
             if marker.as_deref().is_some_and(|m| m != ME) {
                 prop_assert!(!writes);
+            }
+            if marker.as_deref() == Some(ME) && available.min(1000) < 20 {
+                prop_assert!(!writes, "a full disk is written");
             }
             if v == DiskVerdict::Claim {
                 prop_assert!(marker.is_none());

@@ -19,8 +19,6 @@ use crate::repo::Repo;
 use crate::schedule::Schedule;
 use crate::state::State;
 
-/// How long after a failure the next attempt waits.
-const RETRY: Duration = Duration::from_secs(60);
 /// How often the retention plan is made and applied.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// How often the repository is checked with its data read back.
@@ -39,9 +37,27 @@ pub fn box_id(config: &Config) -> std::io::Result<String> {
     oscarbox_mariadb::secrets::ensure(&config.box_.state_dir.join("secrets").join("box-id"))
 }
 
-/// Whether the backup disk may be written now (claiming a fresh one), or why not. Blocking
-/// work runs on the blocking pool, within [`DISK_TIMEOUT`].
+/// Whether the backup disk may be written now (claiming a fresh one), or why not; `Ok` carries
+/// the nearly-full warning. Blocking work runs on the blocking pool, within [`DISK_TIMEOUT`].
 pub async fn guard(config: &Config) -> Result<Option<String>, String> {
+    match inspect(config).await? {
+        DiskVerdict::Ready { nearly_full } => Ok(nearly_full),
+        DiskVerdict::Claim => Ok(None),
+        DiskVerdict::Full(why) | DiskVerdict::Refuse(why) => Err(why),
+    }
+}
+
+/// Whether the repository on the backup disk may be pruned or checked now: it is this box's
+/// disk, even if full (pruning is what frees it).
+pub async fn guard_for_upkeep(config: &Config) -> Result<(), String> {
+    match inspect(config).await? {
+        DiskVerdict::Ready { .. } | DiskVerdict::Claim | DiskVerdict::Full(_) => Ok(()),
+        DiskVerdict::Refuse(why) => Err(why),
+    }
+}
+
+/// The disk's verdict, a fresh disk claimed first (so never [`DiskVerdict::Claim`]).
+async fn inspect(config: &Config) -> Result<DiskVerdict, String> {
     let id = box_id(config).map_err(|e| format!("the box's identity: {e}"))?;
     let (path, name) = (config.backup.disk.clone(), config.box_.name.clone());
     let (require, high) = (
@@ -52,14 +68,13 @@ pub async fn guard(config: &Config) -> Result<Option<String>, String> {
     let look = tokio::task::spawn_blocking(move || {
         let facts = disk::look(&path, ours);
         match disk::judge(&facts, &id, require, high) {
-            DiskVerdict::Ready { nearly_full } => Ok(nearly_full),
             DiskVerdict::Claim => disk::claim(&path, &id, &name)
                 .map(|_| {
                     tracing::info!(disk = %path.display(), "claimed a fresh backup disk for this box");
-                    None
+                    DiskVerdict::Ready { nearly_full: None }
                 })
                 .map_err(|e| format!("cannot write the backup disk marker on {}: {e}", path.display())),
-            DiskVerdict::Refuse(why) => Err(why),
+            verdict => Ok(verdict),
         }
     });
     match tokio::time::timeout(DISK_TIMEOUT, look).await {
@@ -146,12 +161,16 @@ pub async fn gtid_now(config: &Config) -> Option<String> {
         .filter(|pos| !pos.trim().is_empty())
 }
 
+/// A snapshot taken, and whether the disk is above its high-water mark.
+#[derive(Debug)]
+pub struct Saved {
+    pub snapshot: crate::repo::Snapshot,
+    pub nearly_full: Option<String>,
+}
+
 /// Takes one documents snapshot now (after the disk guard), recording it in the state file.
-pub async fn snapshot_now(config: &Config) -> Result<crate::repo::Snapshot, String> {
+pub async fn snapshot_now(config: &Config) -> Result<Saved, String> {
     let nearly_full = guard(config).await?;
-    if let Some(why) = nearly_full {
-        return Err(why);
-    }
     let repo = open(config).await?;
     let gtid = gtid_now(config).await;
     let (dir, host) = (config.emr.documents_dir.clone(), config.box_.name.clone());
@@ -169,7 +188,10 @@ pub async fn snapshot_now(config: &Config) -> Result<crate::repo::Snapshot, Stri
         s.documents_last = Some(saved.unix_seconds);
         s.documents_last_id = Some(saved.short_id.clone());
     });
-    Ok(saved)
+    Ok(Saved {
+        snapshot: saved,
+        nearly_full,
+    })
 }
 
 /// Runs until `shutdown`: watches the documents directory and keeps its snapshots, their
@@ -185,14 +207,17 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) {
     let _watcher = watch(&dir, tx);
     let began = tokio::time::Instant::now();
     let now = || began.elapsed();
+    // A failed snapshot is tried again after the longest a change may wait (6 × debounce; a
+    // minute by default): a disk that filled up or went away is retried that often.
     let mut schedule = Schedule::new(
         config.backup.documents_debounce,
         config.backup.documents_rescan,
-        RETRY,
+        config.backup.documents_debounce * 6,
     );
     let mut last_retention: Option<Duration> = None;
     let mut last_check: Option<Duration> = None;
     let mut alerted: Option<String> = None;
+    let mut warned_full = false;
     loop {
         let wake = began + schedule.next_check(now());
         tokio::select! {
@@ -210,9 +235,25 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) {
             continue;
         };
         let started = now();
+        let mut retention_due =
+            last_retention.is_none_or(|t| now().saturating_sub(t) >= RETENTION_EVERY);
         match snapshot_now(&config).await {
-            Ok(s) => {
+            Ok(Saved {
+                snapshot: s,
+                nearly_full,
+            }) => {
                 schedule.saved(started, now());
+                // Above the high-water mark retention runs at every snapshot, not hourly,
+                // and the state is said once (the status assesses the disk's fill as well).
+                match nearly_full {
+                    Some(why) => {
+                        retention_due = true;
+                        if !std::mem::replace(&mut warned_full, true) {
+                            tracing::warn!(alert = true, "{why}");
+                        }
+                    }
+                    None => warned_full = false,
+                }
                 tracing::info!(
                     snapshot = %s.short_id,
                     why = ?due,
@@ -232,10 +273,10 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) {
                     tracing::error!(alert = true, "documents backup refused or failed: {why}");
                     alerted = Some(why);
                 }
-                continue;
+                // Retention still runs on schedule: on a full disk it is what frees space.
             }
         }
-        if last_retention.is_none_or(|t| now().saturating_sub(t) >= RETENTION_EVERY) {
+        if retention_due {
             last_retention = Some(now());
             retention(&config).await;
         }
@@ -250,6 +291,10 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) {
 
 /// Plans the retention, logs the plan, then applies it.
 pub async fn retention(config: &Config) {
+    // Never opened (which would make a repository) on a path that is not this box's disk.
+    if guard_for_upkeep(config).await.is_err() {
+        return;
+    }
     let Ok(repo) = open(config).await else {
         return;
     };
@@ -282,6 +327,7 @@ pub async fn retention(config: &Config) {
 /// Checks the repository (reading every pack back when `read_data`), recording the outcome in
 /// the state file. `Err` lists the problems.
 pub async fn verify(config: &Config, read_data: bool) -> Result<(), String> {
+    guard_for_upkeep(config).await?;
     let repo = open(config).await?;
     let found = tokio::task::spawn_blocking(move || repo.check(read_data))
         .await

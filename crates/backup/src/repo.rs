@@ -39,8 +39,15 @@ pub enum RepoError {
 fn other(what: &'static str) -> impl FnOnce(Box<rustic_core::RusticError>) -> RepoError {
     move |e| RepoError::Other {
         what,
-        cause: e.to_string(),
+        cause: describe(&e),
     }
+}
+
+/// rustic's error on one line, with its cause: its `Display` is a multi-line report whose
+/// first line is generic ("an error related to input/output operations"), while the cause
+/// is what a technician can act on ("No space left on device").
+fn describe(e: &rustic_core::RusticError) -> String {
+    e.display_log().trim_start_matches("Error: ").to_owned()
 }
 
 /// A restore point: one snapshot, as `oscarbox restore list` shows it.
@@ -139,7 +146,7 @@ impl Repo {
         };
         open.map_err(|e| RepoError::Open {
             path: path.to_path_buf(),
-            cause: e.to_string(),
+            cause: describe(&e),
         })?;
         Ok(Repo {
             path: path.to_path_buf(),
@@ -154,7 +161,7 @@ impl Repo {
             .open(&Credentials::password(&self.password))
             .map_err(|e| RepoError::Open {
                 path: self.path.clone(),
-                cause: e.to_string(),
+                cause: describe(&e),
             })
     }
 

@@ -39,9 +39,9 @@ where
     }
 }
 
-/// The repository, after the disk guard allowed it.
+/// The repository, after the disk guard allowed it (reading it is allowed on a full disk).
 async fn repo(config: &Config) -> Result<Repo, String> {
-    documents::guard(config).await?;
+    documents::guard_for_upkeep(config).await?;
     documents::open(config).await.map(|r| Repo::clone(&r))
 }
 
@@ -108,7 +108,13 @@ pub fn status(config: Option<&Path>) -> ExitCode {
 /// `oscarbox backup now`: one documents snapshot, at once.
 pub fn now(config: Option<&Path>) -> ExitCode {
     with_config(config, |config| async move {
-        let s = documents::snapshot_now(&config).await?;
+        let documents::Saved {
+            snapshot: s,
+            nearly_full,
+        } = documents::snapshot_now(&config).await?;
+        if let Some(why) = nearly_full {
+            let _ = writeln!(std::io::stderr(), "warning: {why}");
+        }
         let _ = writeln!(
             std::io::stdout(),
             "snapshot {} saved: {} files ({} new, {} changed), {} added, database at {}",
@@ -127,7 +133,7 @@ pub fn now(config: Option<&Path>) -> ExitCode {
 /// `oscarbox backup verify [--read-data]`: the repository check; exit 2 on damage.
 pub fn verify(config: Option<&Path>, read_data: bool) -> ExitCode {
     with_config(config, |config| async move {
-        documents::guard(&config).await?;
+        documents::guard_for_upkeep(&config).await?;
         match documents::verify(&config, read_data).await {
             Ok(()) => {
                 let _ = writeln!(

@@ -1,7 +1,8 @@
 //! The documents' backups end to end, with real processes: `oscarbox backup` and `oscarbox
 //! restore` against a real MariaDB (for the GTID tag), stock `restic` (Debian's) reading the
 //! repository they write, a flipped byte found by verify, kill -9 in the middle of a snapshot,
-//! the disk guard's refusals, and the watchdog saving a new document within its debounce.
+//! the disk guard's refusals, the watchdog saving a new document within its debounce, and a
+//! backup disk (a real, small mount) that fills up and empties again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable as _;
 use oscarbox_test_harness::{EmrConfig, MariaDb, Watchdog};
+use oscarbox_watchdog_api::Severity;
 
 const OSCARBOX: &str = env!("CARGO_BIN_EXE_oscarbox");
 
@@ -474,6 +476,204 @@ async fn the_watchdog_saves_a_new_document_within_its_debounce() -> anyhow::Resu
         "{:?}",
         s.backups
     );
+    drop(wd);
+    Ok(())
+}
+
+/// A real, small file system mounted at a path for the length of a test: a tmpfs, which the
+/// tests may mount because they run as root, as the box's services do.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn tmpfs(at: &Path, mib: u32) -> anyhow::Result<Mounted> {
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "mounting a {mib} MiB tmpfs at {} (this test needs root): {}",
+            at.display(),
+            text(&out)
+        );
+        Ok(Mounted(at.to_path_buf()))
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Writes `mib` MiB of noise that neither compresses nor deduplicates into `path`, stopping
+/// quietly when the disk is full; the MiB written.
+fn fill(path: &Path, mib: u32) -> anyhow::Result<u32> {
+    let mut urandom = std::fs::File::open("/dev/urandom")?;
+    let mut file = std::fs::File::create(path)?;
+    let mut noise = vec![0u8; 1 << 20];
+    for written in 0..mib {
+        std::io::Read::read_exact(&mut urandom, &mut noise)?;
+        if let Err(e) = std::io::Write::write_all(&mut file, &noise) {
+            anyhow::ensure!(
+                e.raw_os_error() == Some(28),
+                "filling {}: {e}",
+                path.display()
+            );
+            return Ok(written);
+        }
+    }
+    Ok(mib)
+}
+
+#[tokio::test]
+async fn a_full_backup_disk_alerts_loses_nothing_and_resumes_when_space_returns(
+) -> anyhow::Result<()> {
+    let db = MariaDb::start().await?;
+    let config = db.write_config(1, "")?;
+    // A real disk this time (a mount is required), of 32 MiB, and a watchdog that retries
+    // a failed snapshot after 6 s (six times its 1 s debounce).
+    let text_of = std::fs::read_to_string(&config.path)?.replace(
+        "require-mount = false",
+        "require-mount = true\ndocuments-debounce = \"1s\"",
+    );
+    std::fs::write(&config.path, text_of)?;
+    let disk = config.path.parent().expect("a directory").join("backup");
+    let _mounted = Mounted::tmpfs(&disk, 32)?;
+    let docs = documents_dir(&config);
+    write_documents(&docs)?;
+    let mut wd = Watchdog::start(OSCARBOX.as_ref(), &config)?;
+    wd.allow_error("documents backup refused or failed");
+    let state = config.state_dir.join("backup/state");
+    let newest = || {
+        std::fs::read_to_string(&state)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("documents-last-id: ").map(str::to_owned))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while newest().is_none() {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no first snapshot");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = newest();
+    let saved = tree(&docs);
+
+    // The disk fills up with something else, leaving 4 MiB, and 12 MiB of new documents
+    // arrive: the snapshot runs out of space half-way.
+    let ballast = disk.join("ballast");
+    let filled = fill(&ballast, 64)?;
+    std::fs::File::options()
+        .write(true)
+        .open(&ballast)?
+        .set_len(u64::from(filled.saturating_sub(4)) << 20)?;
+    for i in 0..12u32 {
+        fill(&docs.join(format!("2026/scan-{i:02}.pdf")), 1)?;
+    }
+    let failed = |wd: &Watchdog| {
+        wd.log()
+            .iter()
+            .filter(|l| l.contains("documents backup refused or failed"))
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while failed(&wd) == 0 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no alert for the full disk:\n{}",
+            wd.log().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        wd.log()
+            .iter()
+            .any(|l| l.contains("refused or failed") && l.contains("No space left on device")),
+        "the alert names the cause:\n{}",
+        wd.log().join("\n")
+    );
+    // Then the disk is full to the last byte: refused as full, and the box says so.
+    fill(&disk.join("ballast-2"), 64)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = wd.box_status().await?;
+        let full = s.reasons.iter().find(|r| r.id == "backup-disk-full");
+        if let Some(r) = full {
+            assert_eq!(r.severity, Severity::Critical, "{r:?}");
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the status does not say the backup disk is full: {:#?}",
+            s.reasons
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    assert!(text(&out).contains("is full ("), "{}", text(&out));
+    assert_eq!(newest(), first, "no snapshot recorded while full");
+
+    // Nothing already saved was lost: the repository checks sound and the first snapshot
+    // restores whole, on the full disk.
+    let out = oscarbox(&config, &["backup", "verify", "--read-data"]).await?;
+    assert!(out.status.success(), "sound while full: {}", text(&out));
+    let into = tempfile::tempdir()?;
+    let to = into.path().join("first");
+    let first_id = first.clone().unwrap_or_default();
+    let out = oscarbox(
+        &config,
+        &[
+            "restore",
+            "documents",
+            "--snapshot",
+            &first_id,
+            "--to",
+            &to.to_string_lossy(),
+        ],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(tree(&to), saved);
+
+    // Space returns: the watchdog's next attempt saves everything, and says the backups work
+    // again (logged just after the state file records the snapshot).
+    std::fs::remove_file(&ballast)?;
+    std::fs::remove_file(disk.join("ballast-2"))?;
+    let recovered = |wd: &Watchdog| {
+        wd.log()
+            .iter()
+            .any(|l| l.contains("documents backups work again"))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while newest() == first || !recovered(&wd) {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no snapshot within 60 s of space returning:\n{}",
+            wd.log().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let to = into.path().join("latest");
+    let out = oscarbox(
+        &config,
+        &["restore", "documents", "--to", &to.to_string_lossy()],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(tree(&to), tree(&docs));
+    let pw = password(&config).await?;
+    let out = restic(&repository(&config), &pw, &["check", "--read-data"]).await?;
+    assert!(out.status.success(), "restic check: {}", text(&out));
     drop(wd);
     Ok(())
 }
