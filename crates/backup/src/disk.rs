@@ -12,6 +12,8 @@ pub const MARKER: &str = "OSCARBOX-BACKUP-DISK";
 /// What the top of a fresh disk may hold and still be claimed, besides [`DiskFacts::ours`]: a
 /// file system's own directory.
 const LOST_FOUND: &str = "lost+found";
+/// The marker while it is written (`write_private` writes beside it, then renames).
+const MARKER_TMP: &str = "OSCARBOX-BACKUP-DISK.tmp";
 
 /// What is true of the backup path now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +153,8 @@ pub fn judge(
 }
 
 fn claimable(facts: &DiskFacts, entry: &str) -> bool {
-    entry == LOST_FOUND || facts.ours.iter().any(|o| o == entry)
+    // A marker being written (or one whose writing was cut off) is this box's own.
+    entry == LOST_FOUND || entry == MARKER_TMP || facts.ours.iter().any(|o| o == entry)
 }
 
 /// The share of the disk in use, 0 to 100.
@@ -306,7 +309,12 @@ mod tests {
 
     #[test]
     fn only_an_empty_disk_is_claimed() {
-        for entries in [vec![], vec!["lost+found".to_owned()], vec!["db".to_owned()]] {
+        for entries in [
+            vec![],
+            vec!["lost+found".to_owned()],
+            vec!["db".to_owned()],
+            vec![MARKER_TMP.to_owned()],
+        ] {
             let f = DiskFacts {
                 marker: None,
                 entries,
