@@ -1,102 +1,127 @@
-//! Reading what the binlog archive holds, from stock `mariadb-binlog`'s text (its event
-//! headers), pure. Which transactions a file holds completely matters twice: the archive
-//! resumes after the last complete one (a transaction cut off by a failover is fetched again
-//! from the new primary), and a restore replays only complete ones. A transaction is complete
-//! once its terminating event is there: the `Xid` (or a `COMMIT` query) of a `trans` GTID, the
-//! statement of a `ddl` one.
+//! What an archived binlog file holds, read from its bytes, pure. Which transactions a file
+//! holds completely matters three times: the archive resumes after the last complete one (a
+//! transaction cut off by a failover is fetched again from the new primary), a session's last
+//! file is cut back to the end of its last complete transaction when the session ends (so
+//! every archived file replays whole, and stock `mariadb-binlog` reads it without an error),
+//! and a restore names the transactions it can reach.
+//!
+//! Written by hand, on purpose: only the 19-byte event header and three event kinds are read
+//! (MariaDB's GTID event, the XID event and the query event's statement), which no maintained
+//! crate decodes for MariaDB (`mysql_common` knows MySQL's events, not MariaDB's GTID event),
+//! and decoding the whole file with `mariadb-binlog` to find the same offsets would cost a
+//! process and a full text rendering per look.
 
-pub use oscarbox_failover::Gtid;
+pub use oscarbox_failover::{Gtid, GtidList};
 
-/// A complete transaction in a binlog file: its GTID, when it was written (the header's
-/// `yymmdd hh:mm:ss`, the server's local time, as `mariadb-binlog --stop-datetime` takes it),
-/// and where it ends in the file.
+/// The 4 bytes every binlog file starts with.
+pub const MAGIC: [u8; 4] = [0xfe, b'b', b'i', b'n'];
+const HEADER: usize = 19;
+const QUERY_EVENT: u8 = 2;
+const XID_EVENT: u8 = 16;
+const GTID_EVENT: u8 = 162;
+/// The GTID event's flag for a transaction of one statement without BEGIN/COMMIT (DDL).
+const FL_STANDALONE: u8 = 1;
+
+/// A complete transaction in a binlog file: its GTID, when it was written (the server's
+/// clock, Unix seconds) and where it starts and ends in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {
     pub gtid: Gtid,
-    pub written: String,
+    pub written: u32,
+    pub start: u64,
     pub end: u64,
 }
 
-/// One event header line of `mariadb-binlog`'s output:
-/// `#261123 19:34:57 server id 1  end_log_pos 978 CRC32 0x11d0a072 \tGTID 0-1-5 trans`.
-struct Header<'a> {
-    written: &'a str,
-    end: u64,
-    event: &'a str,
+/// What a file holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Its complete transactions, in order.
+    pub transactions: Vec<Transaction>,
+    /// Where its whole part ends: after the last complete transaction, or after the events
+    /// before the first one (the format description, the GTID list). What follows is a
+    /// transaction or an event cut off.
+    pub whole: u64,
+    /// Whether the file starts with the binlog magic at all.
+    pub is_binlog: bool,
 }
 
-fn header(line: &str) -> Option<Header<'_>> {
-    let rest = line.strip_prefix('#')?;
-    if !rest.contains(" server id ") {
+/// One event: its kind, where it starts and its size; `None` past the end or on a header that
+/// cannot be an event.
+fn event(bytes: &[u8], at: usize) -> Option<(u8, usize, &[u8])> {
+    let header = bytes.get(at..at + HEADER)?;
+    let size = u32::from_le_bytes(header[9..13].try_into().ok()?) as usize;
+    if size < HEADER {
         return None;
     }
-    let written = rest.get(..15)?;
-    let end = rest
-        .split_once("end_log_pos ")?
-        .1
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let event = rest.split_once('\t').map_or("", |(_, e)| e.trim());
-    Some(Header {
-        written,
-        end,
-        event,
-    })
+    let whole = bytes.get(at..at.checked_add(size)?)?;
+    Some((header[4], size, whole))
 }
 
-/// The complete transactions in `decoded`, the text `mariadb-binlog` printed for one file (or
-/// several in order), in order.
-pub fn transactions(decoded: &str) -> Vec<Transaction> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Kind {
-        Trans,
-        Ddl,
+/// Whether a query event's statement is `COMMIT` (a transaction of non-transactional tables
+/// ends so); the event may carry a 4-byte checksum after the statement.
+fn is_commit(event: &[u8]) -> bool {
+    let body = &event[HEADER..];
+    body.ends_with(b"COMMIT")
+        || body
+            .get(..body.len().saturating_sub(4))
+            .is_some_and(|b| b.ends_with(b"COMMIT"))
+}
+
+/// Reads a binlog file's bytes.
+pub fn scan(bytes: &[u8]) -> Scan {
+    if !bytes.starts_with(&MAGIC) {
+        return Scan::default();
     }
-    let mut out = Vec::new();
-    let mut open: Option<(Gtid, Kind)> = None;
-    // After a query event's header inside a transaction: where it ends and when it was
-    // written, until its statement shows whether it ends the transaction.
-    let mut query: Option<(u64, String)> = None;
-    for line in decoded.lines() {
-        let Some(h) = header(line) else {
-            let statement = !(line.is_empty()
-                || line.starts_with('#')
-                || line.starts_with("/*")
-                || line.starts_with("SET ")
-                || line.starts_with("use "));
-            if let Some((end, written)) = query.take_if(|_| statement) {
-                let commit = line.trim_end_matches("/*!*/;").trim() == "COMMIT";
-                if let Some((gtid, kind)) = open {
-                    if kind == Kind::Ddl || commit {
-                        out.push(Transaction { gtid, written, end });
-                        open = None;
-                    }
-                }
-            }
-            continue;
-        };
-        query = None;
-        if let Some(g) = h.event.strip_prefix("GTID ") {
-            let mut words = g.split_whitespace();
-            let gtid = words.next().and_then(|w| w.parse().ok());
-            let kind = if words.any(|w| w == "ddl") {
-                Kind::Ddl
-            } else {
-                Kind::Trans
+    let mut out = Scan {
+        transactions: Vec::new(),
+        whole: MAGIC.len() as u64,
+        is_binlog: true,
+    };
+    // The transaction under way: its GTID, when, whether it is one standalone statement, and
+    // where it starts.
+    let mut open: Option<(Gtid, u32, bool, u64)> = None;
+    let mut at = MAGIC.len();
+    while let Some((kind, size, ev)) = event(bytes, at) {
+        let (start, end) = (at as u64, (at + size) as u64);
+        at += size;
+        let written = u32::from_le_bytes([ev[0], ev[1], ev[2], ev[3]]);
+        let server = u32::from_le_bytes([ev[5], ev[6], ev[7], ev[8]]);
+        if kind == GTID_EVENT {
+            let body = &ev[HEADER..];
+            let (Some(seq), Some(domain), Some(&flags)) = (
+                body.get(0..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_le_bytes),
+                body.get(8..12)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_le_bytes),
+                body.get(12),
+            ) else {
+                break;
             };
-            open = gtid.map(|g| (g, kind));
-        } else if h.event.starts_with("Xid = ") {
-            if let Some((gtid, Kind::Trans)) = open.take() {
-                out.push(Transaction {
+            let gtid = Gtid {
+                domain,
+                server,
+                seq,
+            };
+            open = Some((gtid, written, flags & FL_STANDALONE != 0, start));
+            continue;
+        }
+        match open {
+            Some((gtid, when, standalone, began))
+                if kind == XID_EVENT || (kind == QUERY_EVENT && (standalone || is_commit(ev))) =>
+            {
+                out.transactions.push(Transaction {
                     gtid,
-                    written: h.written.to_owned(),
-                    end: h.end,
+                    written: when,
+                    start: began,
+                    end,
                 });
+                out.whole = end;
+                open = None;
             }
-        } else if h.event.starts_with("Query") && open.is_some() {
-            query = Some((h.end, h.written.to_owned()));
+            Some(_) => {}
+            None => out.whole = end,
         }
     }
     out
@@ -121,83 +146,124 @@ pub fn first_gap(gtids: impl IntoIterator<Item = Gtid>) -> Option<(Gtid, Gtid)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    /// What `mariadb-binlog` printed for a small binlog (trimmed of the BINLOG blobs).
-    const DECODED: &str = "# at 4
-#261123 19:34:53 server id 1  end_log_pos 256 CRC32 0x1e4f15aa \tStart: binlog v 4, server v 10.11.19-MariaDB-0+deb12u1-log created 261123 19:34:53 at startup
-# at 256
-#261123 19:34:53 server id 1  end_log_pos 285 CRC32 0x67d95f69 \tGtid list []
-# at 330
-#261123 19:34:57 server id 1  end_log_pos 372 CRC32 0xcad9646d \tGTID 0-1-1 ddl
-/*M!100001 SET @@session.gtid_seq_no=1*//*!*/;
-# at 372
-#261123 19:34:57 server id 1  end_log_pos 479 CRC32 0x7bbf3df5 \tQuery\tthread_id=4\texec_time=0\terror_code=0\txid=0
-SET TIMESTAMP=1795460097/*!*/;
-CREATE USER r@'127.0.0.1' IDENTIFIED BY 'pw'
-/*!*/;
-# at 936
-#261123 19:34:57 server id 1  end_log_pos 978 CRC32 0x11d0a072 \tGTID 0-1-5 trans
-/*M!100001 SET @@session.gtid_seq_no=5*//*!*/;
-START TRANSACTION
-/*!*/;
-# at 978
-#261123 19:34:57 server id 1  end_log_pos 1031 CRC32 0x3a58315d \tAnnotate_rows:
-#Q> INSERT INTO t.a VALUES (1),(2)
-#261123 19:34:57 server id 1  end_log_pos 1072 CRC32 0x3a849725 \tTable_map: `t`.`a` mapped to number 18
-# at 1072
-#261123 19:34:57 server id 1  end_log_pos 1115 CRC32 0x972b1163 \tWrite_rows: table id 18 flags: STMT_END_F
-# at 1115
-#261123 19:34:58 server id 1  end_log_pos 1146 CRC32 0x8881db09 \tXid = 5
-COMMIT/*!*/;
-# at 1146
-#261123 19:34:59 server id 1  end_log_pos 1188 CRC32 0xbb518f41 \tGTID 0-1-6 trans
-START TRANSACTION
-# at 1188
-#261123 19:34:59 server id 1  end_log_pos 1237 CRC32 0x29f57ba4 \tAnnotate_rows:
-#Q> INSERT INTO t.a VALUES (3)
-";
+    /// One event with a header, `body` and a 4-byte checksum (never checked here).
+    fn ev(kind: u8, server: u32, written: u32, body: &[u8]) -> Vec<u8> {
+        let size = (HEADER + body.len() + 4) as u32;
+        let mut out = Vec::new();
+        out.extend(written.to_le_bytes());
+        out.push(kind);
+        out.extend(server.to_le_bytes());
+        out.extend(size.to_le_bytes());
+        out.extend(0u32.to_le_bytes());
+        out.extend(0u16.to_le_bytes());
+        out.extend(body);
+        out.extend([0xaa, 0xbb, 0xcc, 0xdd]);
+        out
+    }
+
+    fn gtid_ev(g: &str, ddl: bool, written: u32) -> Vec<u8> {
+        let g: Gtid = g.parse().expect("a GTID");
+        let mut body = Vec::new();
+        body.extend(g.seq.to_le_bytes());
+        body.extend(g.domain.to_le_bytes());
+        body.push(u8::from(ddl));
+        body.extend([0; 6]);
+        ev(GTID_EVENT, g.server, written, &body)
+    }
+
+    fn query(statement: &str) -> Vec<u8> {
+        let mut body = vec![0u8; 13];
+        body.extend(b"oscar\0");
+        body.extend(statement.as_bytes());
+        ev(QUERY_EVENT, 1, 0, &body)
+    }
+
+    const FORMAT: u8 = 15;
+    const ROWS: u8 = 23;
+
+    /// A file: a format description, a DDL, a row transaction ending in an XID, one ending in
+    /// a COMMIT query, then a row transaction cut off before its XID.
+    fn file() -> (Vec<u8>, Vec<u64>) {
+        let mut f = MAGIC.to_vec();
+        let mut ends = Vec::new();
+        f.extend(ev(FORMAT, 1, 10, &[0; 80]));
+        ends.push(f.len() as u64);
+        // Each transaction starts where the previous whole part ended.
+        f.extend(gtid_ev("0-1-1", true, 11));
+        f.extend(query("CREATE TABLE t (i int)"));
+        ends.push(f.len() as u64);
+        f.extend(gtid_ev("0-1-2", false, 12));
+        f.extend(query("BEGIN"));
+        f.extend(ev(ROWS, 1, 12, &[1; 30]));
+        f.extend(ev(XID_EVENT, 1, 12, &[7; 8]));
+        ends.push(f.len() as u64);
+        f.extend(gtid_ev("0-1-3", false, 13));
+        f.extend(query("BEGIN"));
+        f.extend(ev(ROWS, 1, 13, &[1; 30]));
+        f.extend(query("COMMIT"));
+        ends.push(f.len() as u64);
+        f.extend(gtid_ev("0-2-4", false, 14));
+        f.extend(query("BEGIN"));
+        f.extend(ev(ROWS, 2, 14, &[1; 30]));
+        (f, ends)
+    }
 
     fn g(s: &str) -> Gtid {
         s.parse().expect("a GTID")
     }
 
     #[test]
-    fn complete_transactions_only() {
-        let t = transactions(DECODED);
+    fn complete_transactions_only_and_where_the_whole_part_ends() {
+        let (f, ends) = file();
+        let s = scan(&f);
+        assert!(s.is_binlog);
         assert_eq!(
-            t,
+            s.transactions,
             vec![
                 Transaction {
                     gtid: g("0-1-1"),
-                    written: "261123 19:34:57".into(),
-                    end: 479
+                    written: 11,
+                    start: ends[0],
+                    end: ends[1]
                 },
                 Transaction {
-                    gtid: g("0-1-5"),
-                    written: "261123 19:34:58".into(),
-                    end: 1146
+                    gtid: g("0-1-2"),
+                    written: 12,
+                    start: ends[1],
+                    end: ends[2]
+                },
+                Transaction {
+                    gtid: g("0-1-3"),
+                    written: 13,
+                    start: ends[2],
+                    end: ends[3]
                 },
             ],
-            "0-1-6 was cut off before its Xid"
+            "0-2-4 was cut off before its XID"
         );
+        assert_eq!(s.whole, ends[3]);
+        assert_eq!(scan(&f[..ends[0] as usize]).whole, ends[0]);
+        assert!(!scan(b"PK\x03\x04 a zip").is_binlog);
     }
 
-    #[test]
-    fn a_commit_query_ends_a_transaction() {
-        let text = "#261123 19:34:57 server id 1  end_log_pos 100 CRC32 0x1 \tGTID 0-2-9 trans
-START TRANSACTION
-#261123 19:34:57 server id 1  end_log_pos 200 CRC32 0x2 \tQuery\tthread_id=4
-SET TIMESTAMP=1/*!*/;
-COMMIT
-/*!*/;
-";
-        assert_eq!(
-            transactions(text)
-                .iter()
-                .map(|t| t.gtid)
-                .collect::<Vec<_>>(),
-            vec![g("0-2-9")]
-        );
+    proptest! {
+        /// Cut anywhere, a file's whole part is a prefix of the complete file's transactions,
+        /// ends on a transaction boundary, and reads the same when cut there.
+        #[test]
+        fn any_cut_ends_on_a_transaction_boundary(cut in 0usize..400) {
+            let (f, ends) = file();
+            let cut = cut.min(f.len());
+            let s = scan(&f[..cut]);
+            let full = scan(&f);
+            prop_assert!(full.transactions.starts_with(&s.transactions));
+            prop_assert!(s.whole as usize <= cut.max(4));
+            if cut >= 4 {
+                prop_assert!(s.whole == 4 || ends.contains(&s.whole));
+                prop_assert_eq!(scan(&f[..s.whole as usize]).transactions, s.transactions.clone());
+            }
+        }
     }
 
     #[test]
@@ -214,12 +280,5 @@ COMMIT
             Some((g("0-1-2"), g("0-2-4")))
         );
         assert_eq!(first_gap(seq(&["0-1-1", "1-1-1", "0-1-2"])), None);
-    }
-
-    #[test]
-    fn gtids_parse_and_bad_ones_are_named() {
-        assert_eq!(g("0-1-145").to_string(), "0-1-145");
-        assert!("0-1".parse::<Gtid>().is_err());
-        assert!("a-1-2".parse::<Gtid>().is_err());
     }
 }

@@ -56,8 +56,12 @@ pub async fn guard_for_upkeep(config: &Config) -> Result<(), String> {
     }
 }
 
-/// The disk's verdict, a fresh disk claimed first (so never [`DiskVerdict::Claim`]).
+/// The disk's verdict, a fresh disk claimed first (so never [`DiskVerdict::Claim`]). One at a
+/// time: the documents loop, the binlog archive and the base backups all ask at the start,
+/// and two claims at once would each see the other's marker half-written.
 async fn inspect(config: &Config) -> Result<DiskVerdict, String> {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = ONE_AT_A_TIME.lock().await;
     let id = box_id(config).map_err(|e| format!("the box's identity: {e}"))?;
     let (path, name) = (config.backup.disk.clone(), config.box_.name.clone());
     let (require, high) = (
@@ -275,6 +279,10 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) {
                 }
                 // Retention still runs on schedule: on a full disk it is what frees space.
             }
+        }
+        // Upkeep only on this box's disk (a full one included: pruning is what frees it).
+        if guard_for_upkeep(&config).await.is_err() {
+            continue;
         }
         if retention_due {
             last_retention = Some(now());

@@ -2,8 +2,9 @@
 //! a stock `restic` opens it with the same password (the technician's escape hatch). Every call
 //! here blocks (file I/O, hashing, compression): run them on the blocking pool.
 //!
-//! Snapshots are stored under stable paths (`/documents`), whatever directory they came from,
-//! with the box's name as the host and tags that say what they hold: `documents`, and
+//! Snapshots are stored under stable paths (`/documents`, `/database`), whatever directory
+//! they came from, with the box's name as the host and tags that say what they hold:
+//! `documents` or `database` (a prepared base backup), and
 //! `gtid=<position>` (the database position read when the snapshot started), so that a
 //! restore to a point in time finds the documents that belong with the rows.
 
@@ -23,6 +24,9 @@ use rustic_core::{
 pub const DOCUMENTS: &str = "/documents";
 /// The tag of documents snapshots.
 pub const DOCUMENTS_TAG: &str = "documents";
+/// The path and tag of the database's base backups (a prepared `mariabackup` directory).
+pub const DATABASE: &str = "/database";
+pub const DATABASE_TAG: &str = "database";
 /// The label of every snapshot the box takes.
 const LABEL: &str = "oscarbox";
 
@@ -127,6 +131,27 @@ impl Repo {
     /// Opens the repository at `path`, making it first if there is none (restic's repository
     /// version 2, zstd-compressed, which restic reads since 0.14).
     pub fn open_or_init(path: &Path, password: &str) -> Result<Repo, RepoError> {
+        // Two processes making the repository at once (the watchdog's first snapshot and a
+        // technician's `backup now`) would each write a key, and one's config would be sealed
+        // with a master key the other's key does not open: one at a time, under a lock file
+        // beside the repository.
+        let lock_path = path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|f| f.lock().map(|()| f))
+            .map_err(|e| RepoError::Other {
+                what: "lock",
+                cause: format!("{}: {e}", lock_path.display()),
+            })?;
+        let opened = Repo::open_or_init_locked(path, password);
+        drop(lock);
+        opened
+    }
+
+    fn open_or_init_locked(path: &Path, password: &str) -> Result<Repo, RepoError> {
         let options = RepositoryOptions::default().no_cache(true);
         let credentials = Credentials::password(password);
         let repo = Repository::new(&options, &backends(path)?).map_err(other("setup"))?;
@@ -178,6 +203,18 @@ impl Repo {
         host: &str,
         gtid: Option<&str>,
     ) -> Result<Snapshot, RepoError> {
+        self.backup_tree(dir, DOCUMENTS, DOCUMENTS_TAG, host, gtid)
+    }
+
+    /// Backs `dir` up as a snapshot stored under `as_path`, tagged `tag` and `gtid=<gtid>`.
+    pub fn backup_tree(
+        &self,
+        dir: &Path,
+        as_path: &str,
+        tag: &str,
+        host: &str,
+        gtid: Option<&str>,
+    ) -> Result<Snapshot, RepoError> {
         let source = PathList::from_string(&dir.to_string_lossy())
             .map_err(other("source"))?
             .sanitize()
@@ -186,7 +223,7 @@ impl Repo {
                 cause: e.to_string(),
             })?;
         let mut snapshot = SnapshotOptions::default()
-            .add_tags(DOCUMENTS_TAG)
+            .add_tags(tag)
             .map_err(other("tags"))?
             .label(LABEL.to_owned())
             .host(host.to_owned());
@@ -196,7 +233,7 @@ impl Repo {
                 .map_err(other("tags"))?;
         }
         let snapshot = snapshot.to_snapshot().map_err(other("snapshot"))?;
-        let options = BackupOptions::default().as_path(PathBuf::from(DOCUMENTS));
+        let options = BackupOptions::default().as_path(PathBuf::from(as_path));
         let repo = self.open()?.to_indexed_ids().map_err(other("index"))?;
         let saved = repo
             .backup(&options, &source, snapshot)
@@ -218,9 +255,14 @@ impl Repo {
     /// of the snapshot `id` (an id, a unique prefix, or `latest`) into `dest`. Returns the
     /// files and bytes restored.
     pub fn restore(&self, id: &str, path: &str, dest: &Path) -> Result<(u64, u64), RepoError> {
+        let tag = if path == DATABASE || path.starts_with("/database/") {
+            DATABASE_TAG
+        } else {
+            DOCUMENTS_TAG
+        };
         let repo = self.open()?.to_indexed().map_err(other("index"))?;
         let snapshot = repo
-            .get_snapshot_from_str(id, |s| s.tags.contains(DOCUMENTS_TAG))
+            .get_snapshot_from_str(id, |s| s.tags.contains(tag))
             .map_err(|_| RepoError::NoSnapshot(id.to_owned()))?;
         let node = repo
             .node_from_snapshot_and_path(&snapshot, path)

@@ -12,6 +12,10 @@ pub struct State {
     /// The last repository check: when, and what it found wrong (none: sound).
     pub check_last: Option<i64>,
     pub check_problem: Option<String>,
+    /// The last moment the binlog archive was known current (connected, or closing a
+    /// session), and the position its closed sessions reached.
+    pub database_last: Option<i64>,
+    pub database_position: Option<String>,
 }
 
 pub fn unix_now() -> i64 {
@@ -36,6 +40,8 @@ impl State {
         line("documents-last-id", self.documents_last_id.clone());
         line("check-last", self.check_last.map(|t| t.to_string()));
         line("check-problem", self.check_problem.clone());
+        line("database-last", self.database_last.map(|t| t.to_string()));
+        line("database-position", self.database_position.clone());
         out
     }
 
@@ -51,6 +57,8 @@ impl State {
                 "documents-last-id" => s.documents_last_id = Some(v.to_owned()),
                 "check-last" => s.check_last = v.parse().ok(),
                 "check-problem" => s.check_problem = Some(v.to_owned()),
+                "database-last" => s.database_last = v.parse().ok(),
+                "database-position" => s.database_position = Some(v.to_owned()),
                 _ => {}
             }
         }
@@ -67,6 +75,11 @@ impl State {
     /// Reads, changes and writes back the state (best effort: a failure is logged; the state
     /// only informs the status).
     pub fn update(path: &Path, change: impl FnOnce(&mut State)) {
+        // The documents loop and the binlog archive both write it: one at a time.
+        static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = WRITING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut s = State::read(path);
         change(&mut s);
         if let Err(e) = oscarbox_common::write_private(path, s.to_text().as_bytes()) {
@@ -89,9 +102,13 @@ mod tests {
             documents_last_id: Some("a1b2c3d4".into()),
             check_last: Some(1_795_460_000),
             check_problem: Some("pack 12ab: hash mismatch\nsecond line".into()),
+            database_last: Some(1_795_460_600),
+            database_position: Some("0-1-12,1-2-3".into()),
         };
         let back = State::parse(&s.to_text());
         assert_eq!(back.documents_last, s.documents_last);
+        assert_eq!(back.database_last, s.database_last);
+        assert_eq!(back.database_position, s.database_position);
         assert_eq!(
             back.check_problem.as_deref(),
             Some("pack 12ab: hash mismatch second line")

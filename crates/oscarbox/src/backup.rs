@@ -1,4 +1,4 @@
-//! `oscarbox backup status|now|verify|recovery-key` and `oscarbox restore list|documents`: the
+//! `oscarbox backup status|now|verify|recovery-key` and `oscarbox restore list|documents|db`: the
 //! technician's commands. They work on the backup disk directly (the repository takes
 //! concurrent writers), so they serve on a box whose watchdog is down, and on a fresh machine
 //! given the box's configuration and recovery key.
@@ -7,9 +7,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use oscarbox_backup::documents;
 use oscarbox_backup::repo::{Repo, Snapshot, DOCUMENTS};
 use oscarbox_backup::state::State;
+use oscarbox_backup::{documents, pitr};
 use oscarbox_config::Config;
 
 /// Exit status when the backup disk or repository refuses the work (`EX_UNAVAILABLE`).
@@ -105,13 +105,21 @@ pub fn status(config: Option<&Path>) -> ExitCode {
     })
 }
 
-/// `oscarbox backup now`: one documents snapshot, at once.
+/// `oscarbox backup now`: one documents snapshot and, with the pair, a base backup, at once.
 pub fn now(config: Option<&Path>) -> ExitCode {
     with_config(config, |config| async move {
         let documents::Saved {
             snapshot: s,
             nearly_full,
         } = documents::snapshot_now(&config).await?;
+        let database = if matches!(
+            crate::database::layout(&config),
+            Ok(crate::database::Layout::Pair(..))
+        ) {
+            Some(oscarbox_backup::base::now(&config).await)
+        } else {
+            None
+        };
         if let Some(why) = nearly_full {
             let _ = writeln!(std::io::stderr(), "warning: {why}");
         }
@@ -126,7 +134,22 @@ pub fn now(config: Option<&Path>) -> ExitCode {
             s.gtid()
                 .unwrap_or("an unknown position (the database did not answer)")
         );
-        Ok(ExitCode::SUCCESS)
+        match database {
+            None => Ok(ExitCode::SUCCESS),
+            Some(Ok(b)) => {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "database base backup {} saved: {} added, at {}",
+                    b.short_id,
+                    mib(b.bytes_added),
+                    b.gtid().unwrap_or("an unknown position")
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Err(why)) => Err(format!(
+                "the documents were saved, but the database base backup failed: {why}"
+            )),
+        }
     })
 }
 
@@ -234,10 +257,28 @@ pub fn documents(
     config: Option<&Path>,
     to: PathBuf,
     snapshot: String,
+    at: Option<String>,
     path: Option<String>,
     dry_run: bool,
 ) -> ExitCode {
     with_config(config, |config| async move {
+        // `--at`: the newest documents snapshot taken by then.
+        let snapshot = match at.as_deref().map(pitr::parse_target).transpose()? {
+            None => snapshot,
+            Some(pitr::Target::Gtid(_)) => {
+                return Err("--at takes a time, not a GTID".into());
+            }
+            Some(pitr::Target::Time { unix, shown }) => {
+                let repo = repo(&config).await?;
+                let snaps = blocking(move || repo.snapshots(Some("documents"))).await?;
+                snaps
+                    .iter()
+                    .rev()
+                    .find(|s| s.unix_seconds <= unix)
+                    .map(|s| s.id.clone())
+                    .ok_or_else(|| format!("no documents snapshot was taken by {shown}; `oscarbox restore list` shows them"))?
+            }
+        };
         if std::fs::read_dir(&to).is_ok_and(|mut d| d.next().is_some()) {
             return Err(format!(
                 "{} is not empty: restore into a new or empty directory, then move what is needed into place",
@@ -283,6 +324,52 @@ pub fn documents(
             "restored {files} files ({}) into {}",
             mib(bytes),
             to.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `oscarbox restore db --to TIME|GTID --into DIR [--dry-run]`.
+pub fn database(config: Option<&Path>, to: &str, into: PathBuf, dry_run: bool) -> ExitCode {
+    let target = match pitr::parse_target(to) {
+        Ok(t) => t,
+        Err(why) => {
+            let _ = writeln!(std::io::stderr(), "{why}");
+            return ExitCode::from(64);
+        }
+    };
+    with_config(config, |config| async move {
+        documents::guard_for_upkeep(&config).await?;
+        let plan = pitr::plan_for(&config, &target).await?;
+        let mut out = format!(
+            "to {target}: base backup {} ({}, database at {}), then {} archived transaction(s) from {} binlog file(s){}\n",
+            plan.base.short_id,
+            plan.base.time,
+            plan.base.gtid().unwrap_or("unknown"),
+            plan.replayed,
+            plan.files.len(),
+            plan.last.map_or(String::new(), |g| format!(", up to {g}")),
+        );
+        if let (pitr::Target::Time { unix, .. }, Some(newest)) = (&target, plan.archive_newest) {
+            if i64::from(newest) < *unix {
+                out.push_str(&format!(
+                    "note: the newest archived transaction was written at {}; nothing later is known to the archive\n",
+                    when(i64::from(newest))
+                ));
+            }
+        }
+        let _ = write!(std::io::stdout(), "{out}");
+        if dry_run {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let say = |step: &str| {
+            let _ = writeln!(std::io::stdout(), "{step}");
+        };
+        pitr::restore(&config, &plan, &into, &say).await?;
+        let _ = writeln!(
+            std::io::stdout(),
+            "restored: {} is a MariaDB data directory as of {target}; start mariadbd with --datadir there to read it",
+            into.display()
         );
         Ok(ExitCode::SUCCESS)
     })

@@ -79,16 +79,17 @@ enum Command {
         #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
     },
-    /// The backups on the backup disk: `status`, `now` (a documents snapshot), `verify` (the
-    /// repository check), `recovery-key` (what opens the repository on another machine).
+    /// The backups on the backup disk: `status`, `now` (a documents snapshot and a database
+    /// base backup), `verify` (the repository check), `recovery-key` (what opens the
+    /// repository on another machine).
     Backup {
         #[command(subcommand)]
         action: BackupAction,
         #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
     },
-    /// Restore from the backup disk: `list` the restore points, restore `documents` into a
-    /// directory.
+    /// Restore from the backup disk: `list` the restore points, restore `documents` or the
+    /// database (`db`, to a point in time) into a directory.
     Restore {
         #[command(subcommand)]
         action: RestoreAction,
@@ -162,7 +163,8 @@ enum BackupAction {
     /// The backup disk, the newest snapshot and the last repository check. Exit 2 when the
     /// disk is refused or the last check found damage.
     Status,
-    /// Take a documents snapshot now.
+    /// Take a documents snapshot now and, when the box runs the database pair, a database
+    /// base backup (`mariabackup` of the primary).
     Now,
     /// Check the repository; with --read-data, read every pack back and check its hashes.
     /// Exit 2 on damage.
@@ -190,12 +192,31 @@ enum RestoreAction {
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
         /// A snapshot id (or its first characters) from `oscarbox restore list`.
-        #[arg(long, default_value = "latest")]
+        #[arg(long, default_value = "latest", conflicts_with = "at")]
         snapshot: String,
+        /// The documents as they were at this time (the newest snapshot taken by then):
+        /// `2026-11-23 10:15:00` (the box's local time) or RFC 3339.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
         /// One file or folder, relative to the documents directory.
         #[arg(long)]
         path: Option<String>,
         /// Say what would be restored, and restore nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rebuild the database as it was at a point in time into a new data directory: the
+    /// newest base backup before it, with the binlog archive replayed up to it. The live
+    /// database is never touched.
+    Db {
+        /// `2026-11-23 10:15:00` (the box's local time; everything written before it), RFC
+        /// 3339, or a GTID such as `0-1-4242` (everything up to and including it).
+        #[arg(long, value_name = "TIME|GTID")]
+        to: String,
+        /// Where to put the data directory: a new or empty directory.
+        #[arg(long, value_name = "DIR")]
+        into: PathBuf,
+        /// Say which base and how much of the archive would be used, and restore nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -253,9 +274,13 @@ fn main() -> ExitCode {
             RestoreAction::Documents {
                 to,
                 snapshot,
+                at,
                 path,
                 dry_run,
-            } => backup::documents(config.as_deref(), to, snapshot, path, dry_run),
+            } => backup::documents(config.as_deref(), to, snapshot, at, path, dry_run),
+            RestoreAction::Db { to, into, dry_run } => {
+                backup::database(config.as_deref(), &to, into, dry_run)
+            }
         },
         Command::Workers {
             action: WorkersAction::Restart,

@@ -103,7 +103,8 @@ async fn watchdog(
     result
 }
 
-/// The watchdog over the instances, with the documents' backups beside it.
+/// The watchdog over the instances, with the documents' backups beside it and, when the box
+/// runs the database pair, the binlog archive and the base backups.
 async fn supervise(
     config: Arc<Config>,
     config_path: PathBuf,
@@ -113,9 +114,32 @@ async fn supervise(
         Arc::clone(&config),
         shutdown.clone(),
     ));
+    let archive = matches!(database::layout(&config)?, Layout::Pair(..)).then(|| {
+        let account = oscarbox_backup::archive::Account {
+            user: oscarbox_dbpair::executor::REPL_USER.to_owned(),
+            password_file: config
+                .box_
+                .state_dir
+                .join("secrets")
+                .join("db-replication-password"),
+        };
+        let archive = tokio::spawn(oscarbox_backup::archive::run(
+            Arc::clone(&config),
+            account,
+            shutdown.clone(),
+        ));
+        let bases = tokio::spawn(oscarbox_backup::base::run(
+            Arc::clone(&config),
+            shutdown.clone(),
+        ));
+        (archive, bases)
+    });
     let result = oscarbox_watchdog::run(config, config_path, shutdown.clone()).await;
     shutdown.cancel();
     let _ = backups.await;
+    if let Some((archive, bases)) = archive {
+        let _ = tokio::join!(archive, bases);
+    }
     result
 }
 

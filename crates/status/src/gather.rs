@@ -293,7 +293,9 @@ fn backups(disk: &Path, require_mount: bool, state_dir: &Path) -> BackupStatus {
         disk_present: problem.is_none(),
         disk: problem.is_none().then(|| space(disk)).flatten(),
         disk_problem: problem,
-        newest_database_age_seconds: None,
+        newest_database_age_seconds: state
+            .database_last
+            .and_then(|t| u64::try_from(now.saturating_sub(t)).ok()),
         newest_documents_age_seconds: state
             .documents_last
             .and_then(|t| u64::try_from(now.saturating_sub(t)).ok()),

@@ -1,0 +1,479 @@
+//! The binlog archive end to end: `oscarbox watchdog` runs the database pair and archives the
+//! primary's binlog onto the backup disk while writers write through the endpoint; the primary
+//! hangs (SIGSTOP) and the pair fails over; the archive follows the new primary. Afterwards
+//! the archived GTID sequence has no gap and reaches the new primary's position, every sealed
+//! file matches its checksum, and stock `mariadb-binlog` reads every file.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable as _;
+use nix::sys::signal::Signal;
+use oscarbox_backup::archive;
+use oscarbox_backup::binlog::{self, Gtid};
+use oscarbox_test_harness::pair::writer;
+use oscarbox_test_harness::{descendants, write_pair_config, Watchdog};
+
+const OSCARBOX: &str = env!("CARGO_BIN_EXE_oscarbox");
+
+/// Every complete transaction in the archive, in order: sessions, then files.
+fn archived(dir: &Path) -> anyhow::Result<Vec<Gtid>> {
+    let mut out = Vec::new();
+    for session in archive::sessions(dir) {
+        for file in archive::files(&session) {
+            let bytes = archive::read(&file)?;
+            out.extend(
+                binlog::scan(&bytes)
+                    .transactions
+                    .into_iter()
+                    .map(|t| t.gtid),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The pid of the `mariadbd` under `watchdog` listening on `port`.
+fn mariadbd_on(watchdog: i32, port: u16) -> Option<i32> {
+    descendants(watchdog).into_iter().find(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+            .is_ok_and(|c| c.contains("mariadbd") && c.contains(&format!("--port={port}")))
+    })
+}
+
+async fn primary_position(endpoint: u16, password: &str) -> anyhow::Result<String> {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(endpoint)
+        .user(Some("oscar_app"))
+        .pass(Some(password))
+        .prefer_socket(false);
+    let mut conn = mysql_async::Conn::new(opts).await?;
+    let pos: Option<String> = conn.query_first("SELECT @@global.gtid_binlog_pos").await?;
+    Ok(pos.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_failover_during_archiving_leaves_no_gap_and_stock_tools_read_the_archive(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (config, endpoint, mut wd, password) = serving_pair(dir.path(), "").await?;
+    let text = std::fs::read_to_string(&config.path)?;
+    let port_of = |name: &str| -> Option<u16> {
+        let at = text.find(&format!("name = \"{name}\""))?;
+        text[at..]
+            .lines()
+            .find_map(|l| l.strip_prefix("port = ")?.trim().parse().ok())
+    };
+    let db1 = port_of("db1").expect("db1's port");
+    // The failover is alerted, as is the fenced node until it is back; a base backup the
+    // watchdog takes at its start may meet the hung primary.
+    wd.allow_error("database pair: ");
+    wd.allow_error("the database base backup failed");
+    app(endpoint, &password)
+        .await?
+        .query_drop("CREATE TABLE IF NOT EXISTS acked (writer int NOT NULL, seq int NOT NULL, PRIMARY KEY (writer, seq)) ENGINE=InnoDB")
+        .await?;
+
+    // Two writers through the endpoint.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(0u64));
+    let at: std::net::SocketAddr = ([127, 0, 0, 1], endpoint).into();
+    let writers: Vec<_> = (1..=2)
+        .map(|id| {
+            let acked = Arc::clone(&acked);
+            tokio::spawn(writer(
+                at,
+                password.clone(),
+                id,
+                move |_, _, _| *acked.lock().expect("count") += 1,
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    let archive_dir = dir.path().join("backup/binlog");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while archived(&archive_dir).map_or(0, |g| g.len()) < 50 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the archive took in nothing:\n{}",
+            wd.log().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The primary hangs: the pair fails over to db2, and the archive follows it.
+    let hung = mariadbd_on(wd.pid(), db1).expect("db1's mariadbd under the watchdog");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(hung), Signal::SIGSTOP)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = tokio::process::Command::new(OSCARBOX)
+            .args(["db", "status", "--json", "--config"])
+            .arg(&config.path)
+            .output()
+            .await?;
+        let pair: Option<oscarbox_watchdog_api::db::DbPairStatus> =
+            std::str::from_utf8(&out.stdout)
+                .ok()
+                .and_then(|l| oscarbox_watchdog_api::from_line(l).ok());
+        if pair.is_some_and(|p| p.primary == "B") {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no failover to db2 within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The fenced node is killed by the pair, never continued: nothing to undo here.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await?;
+    }
+    let written = *acked.lock().expect("count");
+    assert!(written > 50, "the writers wrote ({written})");
+
+    // The archive reaches the new primary's position, with no gap on the way.
+    let target: Gtid = primary_position(endpoint, &password)
+        .await?
+        .parse()
+        .map_err(|e| anyhow::anyhow!("the primary's position: {e}"))?;
+    assert_eq!(target.server, 2, "db2 (server 2) is the primary now");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let gtids = loop {
+        let gtids = archived(&archive_dir)?;
+        if gtids.contains(&target) {
+            break gtids;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the archive did not reach {target}: its last is {:?}\n{}",
+            gtids.last(),
+            wd.log().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        gtids.first().map(|g| g.seq),
+        Some(1),
+        "the archive starts at the first transaction"
+    );
+    assert_eq!(binlog::first_gap(gtids.iter().copied()), None, "no gap");
+    let distinct: BTreeSet<u64> = gtids.iter().map(|g| g.seq).collect();
+    assert_eq!(distinct.len() as u64, target.seq, "every transaction, once");
+    assert!(
+        archive::sessions(&archive_dir).len() >= 2,
+        "the failover ended a session and started another"
+    );
+
+    // Stop the box: every session is sealed. Each sealed file matches its checksum
+    // (`sha256sum -c`), and stock mariadb-binlog reads each one whole.
+    wd.signal(Signal::SIGTERM);
+    wd.wait_exit(Duration::from_secs(120)).await?;
+    let scratch = tempfile::tempdir()?;
+    let mut read = 0;
+    for session in archive::sessions(&archive_dir) {
+        for file in archive::files(&session) {
+            assert!(file.sealed, "{} sealed at the stop", file.path.display());
+            let sum = tokio::process::Command::new("sha256sum")
+                .arg("-c")
+                .arg(format!("{}.zst.sha256", file.name))
+                .current_dir(&session)
+                .output()
+                .await?;
+            assert!(sum.status.success(), "{sum:?}");
+            let plain: PathBuf = scratch.path().join(format!("{read}-{}", file.name));
+            std::fs::write(&plain, archive::read(&file)?)?;
+            let out = tokio::process::Command::new("mariadb-binlog")
+                .arg(&plain)
+                .output()
+                .await?;
+            assert!(
+                out.status.success(),
+                "mariadb-binlog {}: {}",
+                file.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            read += 1;
+        }
+    }
+    assert!(read >= 2, "files read: {read}");
+    Ok(())
+}
+
+/// The pair under a watchdog, serving at its endpoint: the config, the endpoint's port, the
+/// EMR account's password.
+async fn serving_pair(
+    dir: &Path,
+    extra_backup: &str,
+) -> anyhow::Result<(oscarbox_test_harness::EmrConfig, u16, Watchdog, String)> {
+    let (config, endpoint) = write_pair_config(dir, 1, "")?;
+    let text = std::fs::read_to_string(&config.path)?.replace(
+        "require-mount = false",
+        &format!("require-mount = false\n{extra_backup}"),
+    );
+    std::fs::write(&config.path, text)?;
+    let wd = Watchdog::start(OSCARBOX.as_ref(), &config)?;
+    // The EMR instance up (its migrations done) before anything else happens.
+    wd.wait_until(Duration::from_secs(180), "the instance healthy", |s| {
+        !s.workers.is_empty() && s.workers.iter().all(|w| w.state == "healthy")
+    })
+    .await?;
+    let password_file = config.state_dir.join("secrets/db-app.password");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Ok(p) = std::fs::read_to_string(&password_file) {
+            if primary_position(endpoint, p.trim()).await.is_ok() {
+                return Ok((config, endpoint, wd, p.trim().to_owned()));
+            }
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the pair never served at the endpoint:\n{}",
+            wd.log().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn app(endpoint: u16, password: &str) -> anyhow::Result<mysql_async::Conn> {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(endpoint)
+        .user(Some("oscar_app"))
+        .pass(Some(password))
+        .db_name(Some("oscar"))
+        .prefer_socket(false);
+    Ok(mysql_async::Conn::new(opts).await?)
+}
+
+async fn oscarbox(
+    config: &oscarbox_test_harness::EmrConfig,
+    args: &[&str],
+) -> anyhow::Result<std::process::Output> {
+    Ok(tokio::process::Command::new(OSCARBOX)
+        .args(args)
+        .arg("--config")
+        .arg(&config.path)
+        .output()
+        .await?)
+}
+
+fn said(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The newest documents snapshot's id, from the backup state file.
+fn newest_documents(config: &oscarbox_test_harness::EmrConfig) -> Option<String> {
+    std::fs::read_to_string(config.state_dir.join("backup/state"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("documents-last-id: ").map(str::to_owned))
+}
+
+async fn documents_saved_after(
+    config: &oscarbox_test_harness::EmrConfig,
+    previous: Option<String>,
+) -> anyhow::Result<Option<String>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = newest_documents(config);
+        if now.is_some() && now != previous {
+            return Ok(now);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no documents snapshot within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The box's local time now, to the second, as a technician would type it.
+async fn local_now() -> anyhow::Result<String> {
+    let out = tokio::process::Command::new("date")
+        .arg("+%Y-%m-%d %H:%M:%S")
+        .output()
+        .await?;
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+#[tokio::test]
+async fn a_point_in_time_restore_brings_back_exactly_the_rows_and_documents_up_to_then(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (config, endpoint, wd, password) =
+        serving_pair(dir.path(), "documents-debounce = \"1s\"").await?;
+    let docs = dir.path().join("documents");
+    let mut conn = app(endpoint, &password).await?;
+    conn.query_drop(
+        "CREATE TABLE pitr (i int NOT NULL PRIMARY KEY, at datetime(6) NOT NULL) ENGINE=InnoDB",
+    )
+    .await?;
+
+    // A base backup (with a documents snapshot), then the window: rows, a DDL change, rows.
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("database base backup"),
+        "{}",
+        said(&out)
+    );
+    for i in 1..=3 {
+        conn.exec_drop("INSERT INTO pitr (i, at) VALUES (?, NOW(6))", (i,))
+            .await?;
+    }
+    conn.query_drop("ALTER TABLE pitr ADD COLUMN note varchar(20) NULL")
+        .await?;
+    for i in 4..=5 {
+        conn.exec_drop(
+            "INSERT INTO pitr (i, at, note) VALUES (?, NOW(6), 'after-ddl')",
+            (i,),
+        )
+        .await?;
+    }
+    let seen = newest_documents(&config);
+    std::fs::create_dir_all(&docs)?;
+    std::fs::write(docs.join("20261123101500before.pdf"), b"%PDF-1.4 before\n")?;
+    let seen = documents_saved_after(&config, seen).await?;
+
+    // T, a second clear of both sides (binlog times have whole seconds).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t = local_now().await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 6..=8 {
+        conn.exec_drop(
+            "INSERT INTO pitr (i, at, note) VALUES (?, NOW(6), 'too-late')",
+            (i,),
+        )
+        .await?;
+    }
+    conn.query_drop("DELETE FROM pitr WHERE i = 1").await?;
+    std::fs::write(docs.join("20261123101600after.pdf"), b"%PDF-1.4 after\n")?;
+    documents_saved_after(&config, seen).await?;
+
+    // The archive holds everything written (the primary's position).
+    let target: Gtid = primary_position(endpoint, &password)
+        .await?
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let archive_dir = dir.path().join("backup/binlog");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !archived(&archive_dir)?.contains(&target) {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the archive did not reach {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A dry run says what it would do and writes nothing.
+    let restored = dir.path().join("restored");
+    let out = oscarbox(
+        &config,
+        &[
+            "restore",
+            "db",
+            "--to",
+            &t,
+            "--into",
+            &restored.to_string_lossy(),
+            "--dry-run",
+        ],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("archived transaction(s)"),
+        "{}",
+        said(&out)
+    );
+    assert!(
+        std::fs::metadata(&restored).is_err(),
+        "a dry run writes nothing"
+    );
+
+    let out = oscarbox(
+        &config,
+        &[
+            "restore",
+            "db",
+            "--to",
+            &t,
+            "--into",
+            &restored.to_string_lossy(),
+        ],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", said(&out));
+
+    // The restored directory serves exactly the rows up to T, with the DDL change.
+    let spec = oscarbox_mariadb::NodeSpec {
+        name: "check".into(),
+        data_dir: restored.clone(),
+        bind: [127, 0, 0, 1].into(),
+        port: 0,
+        socket: dir.path().join("check.sock"),
+        log_file: dir.path().join("check.log"),
+        small: true,
+        extra_args: vec!["--skip-networking".into(), "--skip-slave-start".into()],
+    };
+    let mut server = oscarbox_mariadb::start(&spec, Duration::from_secs(120)).await?;
+    let mut root = mysql_async::Conn::new(oscarbox_mariadb::root_opts(&spec.socket)).await?;
+    let rows: Vec<(i32, Option<String>)> = root
+        .query("SELECT i, note FROM oscar.pitr ORDER BY i")
+        .await?;
+    let expected: Vec<(i32, Option<String>)> = (1..=5)
+        .map(|i| (i, (i > 3).then(|| "after-ddl".to_owned())))
+        .collect();
+    assert_eq!(rows, expected, "exactly the rows written before {t}");
+    drop(root);
+    server.terminate(Duration::from_secs(60)).await?;
+
+    // A second restore into the same directory is refused: nothing is written over.
+    let out = oscarbox(
+        &config,
+        &[
+            "restore",
+            "db",
+            "--to",
+            &t,
+            "--into",
+            &restored.to_string_lossy(),
+        ],
+    )
+    .await?;
+    assert!(!out.status.success());
+    assert!(said(&out).contains("is not empty"), "{}", said(&out));
+
+    // The documents that existed at T.
+    let at_t = dir.path().join("documents-at-t");
+    let out = oscarbox(
+        &config,
+        &[
+            "restore",
+            "documents",
+            "--at",
+            &t,
+            "--to",
+            &at_t.to_string_lossy(),
+        ],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(std::fs::metadata(at_t.join("20261123101500before.pdf")).is_ok());
+    assert!(
+        std::fs::metadata(at_t.join("20261123101600after.pdf")).is_err(),
+        "written after T"
+    );
+    drop(wd);
+    Ok(())
+}
