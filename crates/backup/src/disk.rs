@@ -75,9 +75,11 @@ impl Marker {
 
 /// The free space kept back on the backup disk: 2% of it, at most 2 GiB. Below this nothing new
 /// is written, because the replica's data directory shares the disk and must be able to grow
-/// while retention frees space.
-pub fn reserve_bytes(total: u64) -> u64 {
-    (total / 50).min(2 << 30)
+/// while retention frees space. A dev box's "disk" is a directory on a shared file system
+/// (`require_mount` off), whose free space is the developer's: there it is at most 64 MiB.
+pub fn reserve_bytes(total: u64, require_mount: bool) -> u64 {
+    let cap = if require_mount { 2 << 30 } else { 64 << 20 };
+    (total / 50).min(cap)
 }
 
 /// What the box may do with the backup disk.
@@ -125,11 +127,11 @@ pub fn judge(
             "{path} is the backup disk of another box (\"{}\", id {}, claimed {}): nothing of this box is written to it. Plug in this box's own backup disk, or restore that box from it with `oscarbox restore box`.",
             m.box_name, m.box_id, m.claimed
         )),
-        Some(_) if facts.available_bytes < reserve_bytes(facts.total_bytes) => {
+        Some(_) if facts.available_bytes < reserve_bytes(facts.total_bytes, require_mount) => {
             DiskVerdict::Full(format!(
                 "the backup disk {path} is full ({} MiB left, {} MiB kept in reserve): new backups wait until space returns. Nothing already saved is lost. Retention frees space as restore points age out; if the disk stays full, lower the backup.keep-* counts or fit a larger disk.",
                 facts.available_bytes >> 20,
-                reserve_bytes(facts.total_bytes) >> 20
+                reserve_bytes(facts.total_bytes, require_mount) >> 20
             ))
         }
         Some(_) => DiskVerdict::Ready {
@@ -363,6 +365,11 @@ mod tests {
             &judge(&f, ME, true, 90),
             "is full (2047 MiB left, 2048 MiB kept in reserve)"
         ));
+        // A dev box's directory on a shared file system keeps at most 64 MiB back.
+        assert!(matches!(
+            judge(&f, ME, false, 99),
+            DiskVerdict::Ready { .. }
+        ));
         // A small disk keeps 2% back.
         let f = DiskFacts {
             available_bytes: 19,
@@ -444,7 +451,7 @@ mod tests {
             if marker.as_deref().is_some_and(|m| m != ME) {
                 prop_assert!(!writes);
             }
-            if marker.as_deref() == Some(ME) && available.min(1000) < 20 {
+            if marker.as_deref() == Some(ME) && available.min(1000) < 20 && exists && (mounted || !require_mount) && !damaged {
                 prop_assert!(!writes, "a full disk is written");
             }
             if v == DiskVerdict::Claim {
