@@ -1,5 +1,5 @@
-//! `oscarbox-bench emr|watchdog|proxy|clinical|failover`: figures that the issues set targets
-//! for.
+//! `oscarbox-bench emr|watchdog|proxy|clinical|failover|backup`: figures that the issues set
+//! targets for.
 //!
 //! `emr`: one `oscar-emr` instance on a real MariaDB:
 //! - time from process start to its first `alive` (fresh database, then a restart);
@@ -23,6 +23,9 @@
 //! 10 SIGSTOP trials of the primary, the time to the first acknowledged write after the fault;
 //! the write block of a switchover; acknowledged writes lost (see [`failover`]).
 //!
+//! `backup`: documents snapshots and a full restore beside stock restic on the same files, and
+//! the binlog archive's recovery point under write load (see [`backup`]).
+//!
 //! Prints a table; asserts nothing. Run it through `scripts/bench`, which builds in release.
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
@@ -33,6 +36,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use oscarbox_test_harness::{is_alive, Emr, EmrConfig, MariaDb, Signal, Watchdog, IS_ALIVE};
 
+mod backup;
 mod clinical;
 mod failover;
 mod proxy;
@@ -360,6 +364,7 @@ async fn main() -> anyhow::Result<()> {
         Some("proxy") => proxy::bench().await,
         Some("clinical") => clinical::bench().await,
         Some("failover") => failover::bench().await,
+        Some("backup") => backup::bench().await,
         None => {
             bench_emr().await?;
             println!();
@@ -369,10 +374,12 @@ async fn main() -> anyhow::Result<()> {
             println!();
             clinical::bench().await?;
             println!();
-            failover::bench().await
+            failover::bench().await?;
+            println!();
+            backup::bench().await
         }
         Some(other) => {
-            bail!("unknown benchmark {other:?}: expected `emr`, `watchdog`, `proxy`, `clinical` or `failover`")
+            bail!("unknown benchmark {other:?}: expected `emr`, `watchdog`, `proxy`, `clinical`, `failover` or `backup`")
         }
     }
 }
