@@ -239,6 +239,24 @@ pub fn resume(dir: &Path) -> std::io::Result<Option<GtidList>> {
     Ok(None)
 }
 
+/// The oldest closed sessions that a base backup at `oldest_base` makes unneeded: every
+/// transaction they hold is in that base already, and a restore starts from a base. Only a
+/// run of the oldest qualifies, and never the newest session (the archive resumes from it).
+pub fn unneeded(dir: &Path, oldest_base: &GtidList) -> Vec<PathBuf> {
+    let all = sessions(dir);
+    let Some((_, closed)) = all.split_last() else {
+        return Vec::new();
+    };
+    closed
+        .iter()
+        .take_while(|s| {
+            files(s).iter().all(|f| f.sealed)
+                && sealed_position(s).is_ok_and(|p| p.is_prefix_of(oldest_base))
+        })
+        .cloned()
+        .collect()
+}
+
 /// Makes what arrived durable, and seals the files the server has rotated away from (every
 /// raw file but the newest).
 fn sync_and_seal(session: &Path) -> std::io::Result<bool> {
@@ -446,14 +464,59 @@ async fn session(
         })?;
     if received {
         let now = crate::state::unix_now();
-        State::update(&state, |s| {
-            s.database_last = Some(now);
-            s.database_position = Some(position.to_string());
-        });
+        State::update(&state, |s| s.database_last = Some(now));
+        tracing::debug!(%position, session = %session.display(), "binlog archive session closed");
     }
     Ok(if shut {
         Ended::Shutdown
     } else {
         Ended::Disconnected { received, said }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(dir: &Path, n: u32, position: &str, raw: bool) {
+        let s = dir.join(format!("{n:08}"));
+        std::fs::create_dir_all(&s).expect("a session");
+        std::fs::write(s.join(START), "").expect("start");
+        std::fs::write(s.join(POSITION), position).expect("position");
+        let name = if raw {
+            "mariadb-bin.000001"
+        } else {
+            "mariadb-bin.000001.zst"
+        };
+        std::fs::write(s.join(name), b"").expect("a file");
+    }
+
+    #[test]
+    fn only_the_oldest_sessions_a_base_covers_are_unneeded() {
+        let dir = tempfile::tempdir().expect("a directory");
+        session(dir.path(), 1, "0-1-10", false);
+        session(dir.path(), 2, "0-1-20", false);
+        session(dir.path(), 3, "0-2-30", false);
+        session(dir.path(), 4, "0-2-40", true);
+        let base = |p: &str| p.parse::<GtidList>().expect("a position");
+        let names = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter()
+                .filter_map(|p| Some(p.file_name()?.to_str()?.to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            names(unneeded(dir.path(), &base("0-1-5"))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            names(unneeded(dir.path(), &base("0-1-20"))),
+            ["00000001", "00000002"]
+        );
+        // The newest session is kept even when the base covers it.
+        assert_eq!(
+            names(unneeded(dir.path(), &base("0-2-99"))),
+            ["00000001", "00000002", "00000003"]
+        );
+        assert_eq!(sessions(dir.path()).len(), 4, "nothing removed by asking");
+    }
 }

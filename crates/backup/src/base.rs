@@ -116,6 +116,20 @@ pub async fn now(config: &Config) -> Result<Snapshot, String> {
         .await?;
         tool("mariabackup", &["--prepare".into(), target.clone()]).await?;
         let gtid = backup_position(&scratch);
+        // The tables' checksums at this position, from the prepared copy itself, go with it:
+        // the restore drill compares a restore rebuilt from the archive against them.
+        let work = scratch.with_extension("work");
+        let sums = crate::pitr::with_scratch_server(&scratch, &work, |socket| async move {
+            crate::drill::checksums(&socket).await
+        })
+        .await;
+        let _ = std::fs::remove_dir_all(&work);
+        let sums = sums??;
+        std::fs::write(
+            scratch.join(crate::drill::CHECKSUMS),
+            crate::drill::to_text(&sums),
+        )
+        .map_err(|e| format!("recording the checksums: {e}"))?;
         let repo = crate::documents::open(config).await?;
         let (dir, host) = (scratch.clone(), config.box_.name.clone());
         tokio::task::spawn_blocking(move || {
@@ -128,6 +142,29 @@ pub async fn now(config: &Config) -> Result<Snapshot, String> {
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
     result
+}
+
+/// A restore drill after a new base, when the last one is a day old (or there was none).
+async fn drill_if_due(config: &Config, shutdown: &CancellationToken) {
+    let state = crate::state::State::read(&crate::state::State::path(&config.box_.state_dir));
+    let day = i64::try_from(EVERY.as_secs()).unwrap_or(i64::MAX);
+    if state
+        .drill_last
+        .is_some_and(|t| crate::state::unix_now().saturating_sub(t) < day)
+    {
+        return;
+    }
+    let drilled = tokio::select! {
+        () = shutdown.cancelled() => return,
+        drilled = crate::drill::run(config) => drilled,
+    };
+    // The report names tables and documents: it stays in its private file, out of the log.
+    let report = config.box_.state_dir.join("backup").join("drill-report");
+    match drilled {
+        Ok(r) if r.passed => tracing::info!(report = %report.display(), "restore drill passed"),
+        Ok(_) => tracing::error!(alert = true, report = %report.display(), "restore drill FAILED"),
+        Err(why) => tracing::error!(alert = true, "restore drill could not run: {why}"),
+    }
 }
 
 /// Removes what interrupted attempts left (named `base-<unix seconds>-<pid>`, older than a day; a
@@ -149,10 +186,11 @@ fn remove_stale(scratch: &Path) {
 /// Runs until `shutdown`: a base backup when the newest is older than [`EVERY`] (at once on a
 /// box that has none), then every [`EVERY`].
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) {
-    // The pair and the archive first: the base is only useful with the binlog after it.
+    // The pair, the archive and the EMR first: the base is only useful with the binlog after
+    // it, and a box that just started has better things to do for a minute.
     tokio::select! {
         () = shutdown.cancelled() => return,
-        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        () = tokio::time::sleep(Duration::from_secs(60)) => {}
     }
     let mut alerted = false;
     loop {
@@ -181,6 +219,7 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) {
                     if std::mem::take(&mut alerted) {
                         tracing::info!("database base backups work again");
                     }
+                    drill_if_due(&config, &shutdown).await;
                     EVERY
                 }
                 Err(why) => {

@@ -329,6 +329,43 @@ pub async fn retention(config: &Config) {
     .await;
     if let Ok(Err(e)) = result {
         tracing::error!(alert = true, "backup retention failed: {e}");
+        return;
+    }
+    prune_archive(config).await;
+}
+
+/// Removes the archived binlog sessions that the oldest kept base backup covers: a restore
+/// never needs them (it starts from a base). With no base, everything is kept.
+async fn prune_archive(config: &Config) {
+    let Ok(repo) = open(config).await else {
+        return;
+    };
+    let dir = crate::archive::dir(config);
+    let result = tokio::task::spawn_blocking(move || {
+        let bases = repo.snapshots(Some(crate::repo::DATABASE_TAG))?;
+        let Some(oldest) = bases
+            .first()
+            .and_then(|b| b.gtid()?.parse::<crate::binlog::GtidList>().ok())
+        else {
+            return Ok(Vec::new());
+        };
+        let gone = crate::archive::unneeded(&dir, &oldest);
+        for s in &gone {
+            std::fs::remove_dir_all(s).map_err(|e| crate::repo::RepoError::Other {
+                what: "archive retention",
+                cause: format!("{}: {e}", s.display()),
+            })?;
+        }
+        Ok::<_, crate::repo::RepoError>(gone)
+    })
+    .await;
+    match result {
+        Ok(Ok(gone)) if !gone.is_empty() => tracing::info!(
+            sessions = gone.len(),
+            "binlog archive retention: removed the sessions the oldest kept base backup covers"
+        ),
+        Ok(Err(e)) => tracing::error!(alert = true, "binlog archive retention failed: {e}"),
+        _ => {}
     }
 }
 

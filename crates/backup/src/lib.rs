@@ -8,12 +8,15 @@
 //! continuous binlog archive (a supervised `mariadb-binlog`, following failovers). `base`:
 //! the database's base backups (`mariabackup`, prepared, into the repository). `pitr`: a
 //! point-in-time restore of the database (a base, then the archive replayed to the target).
+//! `drill`: the restore drill (a restore rebuilt from the archive compared with a base's
+//! recorded table checksums, and a sample of documents compared with the live files).
 
 pub mod archive;
 pub mod base;
 pub mod binlog;
 pub mod disk;
 pub mod documents;
+pub mod drill;
 pub mod pitr;
 pub mod repo;
 pub mod schedule;

@@ -268,23 +268,31 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Starts a scratch `mariadbd` on `data_dir` (no network), pipes the chosen part of `files`
-/// through `mariadb-binlog` into it, and stops it cleanly.
-async fn replay(
+/// Runs `work` against a scratch `mariadbd` on `data_dir` (no network; root on a private
+/// socket, which `work` is given), then stops the server cleanly. Its log and temporary files
+/// go in `scratch`.
+pub async fn with_scratch_server<T, F, Fut>(
     data_dir: &Path,
-    work: &Path,
-    files: &[PathBuf],
-    plan: &Plan,
-) -> Result<(), String> {
+    scratch: &Path,
+    work: F,
+) -> Result<T, String>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     // A unix socket's path is short (108 bytes): in the system's temporary directory.
-    let socket = std::env::temp_dir().join(format!("oscarbox-restore-{}.sock", std::process::id()));
+    let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let socket =
+        std::env::temp_dir().join(format!("oscarbox-scratch-{}-{n}.sock", std::process::id()));
     let spec = oscarbox_mariadb::NodeSpec {
-        name: "restore".into(),
+        name: format!("scratch-{n}"),
         data_dir: data_dir.to_path_buf(),
         bind: [127, 0, 0, 1].into(),
         port: 0,
         socket: socket.clone(),
-        log_file: work.join("mariadbd.log"),
+        log_file: scratch.join("mariadbd.log"),
         small: true,
         extra_args: vec![
             "--skip-networking".into(),
@@ -294,19 +302,32 @@ async fn replay(
     };
     let mut server = oscarbox_mariadb::start(&spec, Duration::from_secs(120))
         .await
-        .map_err(|e| format!("the scratch server on the restored base: {e}"))?;
-    let applied = apply(files, plan, &socket).await;
+        .map_err(|e| format!("a scratch server on {}: {e}", data_dir.display()))?;
+    let out = work(socket).await;
     let stopped = server.terminate(Duration::from_secs(120)).await;
     let _ = std::fs::remove_dir_all(spec.tmp_dir());
-    applied?;
     match stopped {
-        Ok((status, false)) if status.success() => Ok(()),
+        Ok((status, false)) if status.success() => Ok(out),
         Ok((status, _)) => Err(format!(
             "the scratch server did not stop cleanly ({status}); see {}",
             spec.log_file.display()
         )),
         Err(e) => Err(format!("stopping the scratch server: {e}")),
     }
+}
+
+/// Pipes the chosen part of `files` through `mariadb-binlog` into a scratch server on
+/// `data_dir`.
+async fn replay(
+    data_dir: &Path,
+    work: &Path,
+    files: &[PathBuf],
+    plan: &Plan,
+) -> Result<(), String> {
+    with_scratch_server(data_dir, work, |socket| async move {
+        apply(files, plan, &socket).await
+    })
+    .await?
 }
 
 async fn apply(files: &[PathBuf], plan: &Plan, socket: &Path) -> Result<(), String> {

@@ -13,9 +13,11 @@ pub struct State {
     pub check_last: Option<i64>,
     pub check_problem: Option<String>,
     /// The last moment the binlog archive was known current (connected, or closing a
-    /// session), and the position its closed sessions reached.
+    /// session).
     pub database_last: Option<i64>,
-    pub database_position: Option<String>,
+    /// The last restore drill: when, and whether it passed.
+    pub drill_last: Option<i64>,
+    pub drill_passed: Option<bool>,
 }
 
 pub fn unix_now() -> i64 {
@@ -41,7 +43,8 @@ impl State {
         line("check-last", self.check_last.map(|t| t.to_string()));
         line("check-problem", self.check_problem.clone());
         line("database-last", self.database_last.map(|t| t.to_string()));
-        line("database-position", self.database_position.clone());
+        line("drill-last", self.drill_last.map(|t| t.to_string()));
+        line("drill-passed", self.drill_passed.map(|p| p.to_string()));
         out
     }
 
@@ -58,7 +61,8 @@ impl State {
                 "check-last" => s.check_last = v.parse().ok(),
                 "check-problem" => s.check_problem = Some(v.to_owned()),
                 "database-last" => s.database_last = v.parse().ok(),
-                "database-position" => s.database_position = Some(v.to_owned()),
+                "drill-last" => s.drill_last = v.parse().ok(),
+                "drill-passed" => s.drill_passed = v.parse().ok(),
                 _ => {}
             }
         }
@@ -103,12 +107,13 @@ mod tests {
             check_last: Some(1_795_460_000),
             check_problem: Some("pack 12ab: hash mismatch\nsecond line".into()),
             database_last: Some(1_795_460_600),
-            database_position: Some("0-1-12,1-2-3".into()),
+            drill_last: Some(1_795_460_700),
+            drill_passed: Some(false),
         };
         let back = State::parse(&s.to_text());
         assert_eq!(back.documents_last, s.documents_last);
         assert_eq!(back.database_last, s.database_last);
-        assert_eq!(back.database_position, s.database_position);
+        assert_eq!(back.drill_passed, Some(false));
         assert_eq!(
             back.check_problem.as_deref(),
             Some("pack 12ab: hash mismatch second line")

@@ -1,4 +1,5 @@
-//! `oscarbox backup status|now|verify|recovery-key` and `oscarbox restore list|documents|db`: the
+//! `oscarbox backup status|now|verify|drill|recovery-key` and `oscarbox restore
+//! list|documents|db`: the
 //! technician's commands. They work on the backup disk directly (the repository takes
 //! concurrent writers), so they serve on a box whose watchdog is down, and on a fresh machine
 //! given the box's configuration and recovery key.
@@ -88,6 +89,12 @@ pub fn status(config: Option<&Path>) -> ExitCode {
         out.push_str(&match (state.documents_last, &state.documents_last_id) {
             (Some(t), Some(id)) => format!("newest documents snapshot: {id} at {}\n", when(t)),
             _ => "newest documents snapshot: none yet\n".to_owned(),
+        });
+        out.push_str(&match state.database_last {
+            Some(t) => format!("binlog archive: current at {}\n", when(t)),
+            None => {
+                "binlog archive: nothing archived yet (it runs with the database pair)\n".to_owned()
+            }
         });
         out.push_str(&match (state.check_last, &state.check_problem) {
             (Some(t), None) => format!("last repository check: sound, at {}\n", when(t)),
@@ -372,5 +379,18 @@ pub fn database(config: Option<&Path>, to: &str, into: PathBuf, dry_run: bool) -
             into.display()
         );
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `oscarbox backup drill`: a test restore now; exit 2 when it fails.
+pub fn drill(config: Option<&Path>) -> ExitCode {
+    with_config(config, |config| async move {
+        let report = oscarbox_backup::drill::run(&config).await?;
+        let _ = write!(std::io::stdout(), "{}", report.text);
+        Ok(if report.passed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        })
     })
 }

@@ -80,8 +80,8 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// The backups on the backup disk: `status`, `now` (a documents snapshot and a database
-    /// base backup), `verify` (the repository check), `recovery-key` (what opens the
-    /// repository on another machine).
+    /// base backup), `verify` (the repository check), `drill` (a test restore),
+    /// `recovery-key` (what opens the repository on another machine).
     Backup {
         #[command(subcommand)]
         action: BackupAction,
@@ -172,6 +172,11 @@ enum BackupAction {
         #[arg(long)]
         read_data: bool,
     },
+    /// Run a restore drill now: rebuild the database from a base backup and the binlog
+    /// archive into a scratch directory, compare its tables with the checksums recorded at
+    /// the newest base, and compare a sample of restored documents with the live ones. Exit 2
+    /// when it fails.
+    Drill,
     /// Write this box's marker on a backup disk that holds files but lost its marker (another
     /// box's disk is still refused).
     ClaimDisk,
@@ -268,6 +273,7 @@ fn main() -> ExitCode {
             BackupAction::Verify { read_data } => backup::verify(config.as_deref(), read_data),
             BackupAction::RecoveryKey => backup::recovery_key(config.as_deref()),
             BackupAction::ClaimDisk => backup::claim_disk(config.as_deref()),
+            BackupAction::Drill => backup::drill(config.as_deref()),
         },
         Command::Restore { action, config } => match action {
             RestoreAction::List => backup::list(config.as_deref()),

@@ -14,10 +14,12 @@ use mysql_async::prelude::Queryable as _;
 use nix::sys::signal::Signal;
 use oscarbox_backup::archive;
 use oscarbox_backup::binlog::{self, Gtid};
+use oscarbox_test_harness::backups::{self, documents_saved_after, newest_documents, said};
 use oscarbox_test_harness::pair::writer;
-use oscarbox_test_harness::{descendants, write_pair_config, Watchdog};
+use oscarbox_test_harness::{descendants, write_pair_config, EmrConfig, Watchdog};
 
 const OSCARBOX: &str = env!("CARGO_BIN_EXE_oscarbox");
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// Every complete transaction in the archive, in order: sessions, then files.
 fn archived(dir: &Path) -> anyhow::Result<Vec<Gtid>> {
@@ -210,7 +212,7 @@ async fn a_failover_during_archiving_leaves_no_gap_and_stock_tools_read_the_arch
 async fn serving_pair(
     dir: &Path,
     extra_backup: &str,
-) -> anyhow::Result<(oscarbox_test_harness::EmrConfig, u16, Watchdog, String)> {
+) -> anyhow::Result<(EmrConfig, u16, Watchdog, String)> {
     let (config, endpoint) = write_pair_config(dir, 1, "")?;
     let text = std::fs::read_to_string(&config.path)?.replace(
         "require-mount = false",
@@ -251,50 +253,21 @@ async fn app(endpoint: u16, password: &str) -> anyhow::Result<mysql_async::Conn>
     Ok(mysql_async::Conn::new(opts).await?)
 }
 
-async fn oscarbox(
-    config: &oscarbox_test_harness::EmrConfig,
-    args: &[&str],
+async fn oscarbox(config: &EmrConfig, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    backups::oscarbox(OSCARBOX.as_ref(), config, args).await
+}
+
+/// `oscarbox restore db --to T --into DIR`, with more arguments.
+async fn restore_db(
+    config: &EmrConfig,
+    t: &str,
+    into: &Path,
+    more: &[&str],
 ) -> anyhow::Result<std::process::Output> {
-    Ok(tokio::process::Command::new(OSCARBOX)
-        .args(args)
-        .arg("--config")
-        .arg(&config.path)
-        .output()
-        .await?)
-}
-
-fn said(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The newest documents snapshot's id, from the backup state file.
-fn newest_documents(config: &oscarbox_test_harness::EmrConfig) -> Option<String> {
-    std::fs::read_to_string(config.state_dir.join("backup/state"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("documents-last-id: ").map(str::to_owned))
-}
-
-async fn documents_saved_after(
-    config: &oscarbox_test_harness::EmrConfig,
-    previous: Option<String>,
-) -> anyhow::Result<Option<String>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let now = newest_documents(config);
-        if now.is_some() && now != previous {
-            return Ok(now);
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "no documents snapshot within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let into = into.to_string_lossy();
+    let mut args = vec!["restore", "db", "--to", t, "--into", &into];
+    args.extend(more);
+    oscarbox(config, &args).await
 }
 
 /// The box's local time now, to the second, as a technician would type it.
@@ -343,7 +316,7 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_and_documents_up_t
     let seen = newest_documents(&config);
     std::fs::create_dir_all(&docs)?;
     std::fs::write(docs.join("20261123101500before.pdf"), b"%PDF-1.4 before\n")?;
-    let seen = documents_saved_after(&config, seen).await?;
+    let seen = documents_saved_after(&config, seen.as_deref(), MINUTE).await?;
 
     // T, a second clear of both sides (binlog times have whole seconds).
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -358,7 +331,7 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_and_documents_up_t
     }
     conn.query_drop("DELETE FROM pitr WHERE i = 1").await?;
     std::fs::write(docs.join("20261123101600after.pdf"), b"%PDF-1.4 after\n")?;
-    documents_saved_after(&config, seen).await?;
+    documents_saved_after(&config, Some(&seen), MINUTE).await?;
 
     // The archive holds everything written (the primary's position).
     let target: Gtid = primary_position(endpoint, &password)
@@ -377,19 +350,7 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_and_documents_up_t
 
     // A dry run says what it would do and writes nothing.
     let restored = dir.path().join("restored");
-    let out = oscarbox(
-        &config,
-        &[
-            "restore",
-            "db",
-            "--to",
-            &t,
-            "--into",
-            &restored.to_string_lossy(),
-            "--dry-run",
-        ],
-    )
-    .await?;
+    let out = restore_db(&config, &t, &restored, &["--dry-run"]).await?;
     assert!(out.status.success(), "{}", said(&out));
     assert!(
         said(&out).contains("archived transaction(s)"),
@@ -401,18 +362,7 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_and_documents_up_t
         "a dry run writes nothing"
     );
 
-    let out = oscarbox(
-        &config,
-        &[
-            "restore",
-            "db",
-            "--to",
-            &t,
-            "--into",
-            &restored.to_string_lossy(),
-        ],
-    )
-    .await?;
+    let out = restore_db(&config, &t, &restored, &[]).await?;
     assert!(out.status.success(), "{}", said(&out));
 
     // The restored directory serves exactly the rows up to T, with the DDL change.
@@ -439,18 +389,7 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_and_documents_up_t
     server.terminate(Duration::from_secs(60)).await?;
 
     // A second restore into the same directory is refused: nothing is written over.
-    let out = oscarbox(
-        &config,
-        &[
-            "restore",
-            "db",
-            "--to",
-            &t,
-            "--into",
-            &restored.to_string_lossy(),
-        ],
-    )
-    .await?;
+    let out = restore_db(&config, &t, &restored, &[]).await?;
     assert!(!out.status.success());
     assert!(said(&out).contains("is not empty"), "{}", said(&out));
 
@@ -474,6 +413,39 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_and_documents_up_t
         std::fs::metadata(at_t.join("20261123101600after.pdf")).is_err(),
         "written after T"
     );
+
+    // The restore drill: a second base, then the first one with the archive replayed up to
+    // the second's position must have the tables the second recorded.
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert!(out.status.success(), "{}", said(&out));
+    let out = oscarbox(&config, &["backup", "drill"]).await?;
+    let report = said(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("archived transaction(s) replayed") && report.contains("all match"),
+        "{report}"
+    );
+    assert!(report.contains("identical to the live ones"), "{report}");
+    let status = oscarbox(&config, &["backup", "status"]).await?;
+    assert!(
+        said(&status).contains("binlog archive: current at"),
+        "{}",
+        said(&status)
+    );
+    // The box's status carries it once its next gathering has run.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = wd.box_status().await?;
+        if s.backups.last_drill.as_ref().is_some_and(|d| d.passed) {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the status never showed the drill: {:?}",
+            s.backups
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(wd);
     Ok(())
 }

@@ -10,26 +10,14 @@ use std::process::Output;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable as _;
+use oscarbox_test_harness::backups::{self, documents_saved_after, newest_documents, said};
 use oscarbox_test_harness::{EmrConfig, MariaDb, Watchdog};
 use oscarbox_watchdog_api::Severity;
 
 const OSCARBOX: &str = env!("CARGO_BIN_EXE_oscarbox");
 
 async fn oscarbox(config: &EmrConfig, args: &[&str]) -> anyhow::Result<Output> {
-    Ok(tokio::process::Command::new(OSCARBOX)
-        .args(args)
-        .arg("--config")
-        .arg(&config.path)
-        .output()
-        .await?)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    backups::oscarbox(OSCARBOX.as_ref(), config, args).await
 }
 
 /// Stock restic on the repository, with the password from `oscarbox backup recovery-key`.
@@ -93,7 +81,7 @@ fn repository(config: &EmrConfig) -> PathBuf {
 
 async fn password(config: &EmrConfig) -> anyhow::Result<String> {
     let out = oscarbox(config, &["backup", "recovery-key"]).await?;
-    anyhow::ensure!(out.status.success(), "{}", text(&out));
+    anyhow::ensure!(out.status.success(), "{}", said(&out));
     let key = String::from_utf8(out.stdout)?;
     key.lines()
         .find_map(|l| l.strip_prefix("password: "))
@@ -116,19 +104,19 @@ async fn documents_snapshots_open_with_stock_restic_and_restore_byte_for_byte() 
     write_documents(&docs)?;
 
     let out = oscarbox(&config, &["backup", "now"]).await?;
-    assert!(out.status.success(), "{}", text(&out));
-    let said = text(&out);
-    assert!(said.contains("3 files (3 new, 0 changed)"), "{said}");
+    assert!(out.status.success(), "{}", said(&out));
+    let first = said(&out);
+    assert!(first.contains("3 files (3 new, 0 changed)"), "{first}");
     assert!(
-        said.contains("database at 0-1-"),
-        "tagged with the GTID position: {said}"
+        first.contains("database at 0-1-"),
+        "tagged with the GTID position: {first}"
     );
 
     // Stock restic opens it with the recovery key's password.
     let repo = repository(&config);
     let pw = password(&config).await?;
     let out = restic(&repo, &pw, &["snapshots", "--json"]).await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     let listed = String::from_utf8(out.stdout)?;
     assert!(
         listed.contains("\"documents\"")
@@ -137,7 +125,7 @@ async fn documents_snapshots_open_with_stock_restic_and_restore_byte_for_byte() 
         "{listed}"
     );
     let out = restic(&repo, &pw, &["check", "--read-data"]).await?;
-    assert!(out.status.success(), "restic check: {}", text(&out));
+    assert!(out.status.success(), "restic check: {}", said(&out));
     let by_restic = tempfile::tempdir()?;
     let out = restic(
         &repo,
@@ -150,25 +138,25 @@ async fn documents_snapshots_open_with_stock_restic_and_restore_byte_for_byte() 
         ],
     )
     .await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     assert_eq!(tree(&by_restic.path().join("documents")), tree(&docs));
 
     // A second snapshot saves only what changed.
     std::fs::write(docs.join("2026/20261123101600lab.txt"), "HbA1c 5.9 %\n")?;
     let out = oscarbox(&config, &["backup", "now"]).await?;
-    assert!(text(&out).contains("(0 new, 1 changed)"), "{}", text(&out));
+    assert!(said(&out).contains("(0 new, 1 changed)"), "{}", said(&out));
 
     // Our restore: everything, one file, a dry run, and refusals.
     let out = oscarbox(&config, &["restore", "list"]).await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     assert_eq!(
-        text(&out)
+        said(&out)
             .lines()
             .filter(|l| l.contains("documents"))
             .count(),
         2,
         "{}",
-        text(&out)
+        said(&out)
     );
     let into = tempfile::tempdir()?;
     let all = into.path().join("all");
@@ -177,7 +165,7 @@ async fn documents_snapshots_open_with_stock_restic_and_restore_byte_for_byte() 
         &["restore", "documents", "--to", &all.to_string_lossy()],
     )
     .await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     assert_eq!(tree(&all), tree(&docs));
     let one = into.path().join("one");
     let out = oscarbox(
@@ -192,7 +180,7 @@ async fn documents_snapshots_open_with_stock_restic_and_restore_byte_for_byte() 
         ],
     )
     .await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     assert_eq!(
         std::fs::read(one.join("20261123101600lab.txt"))?,
         b"HbA1c 5.9 %\n"
@@ -210,9 +198,9 @@ async fn documents_snapshots_open_with_stock_restic_and_restore_byte_for_byte() 
     )
     .await?;
     assert!(
-        text(&out).contains("would restore /documents of snapshot"),
+        said(&out).contains("would restore /documents of snapshot"),
         "{}",
-        text(&out)
+        said(&out)
     );
     assert!(std::fs::metadata(&dry).is_err(), "a dry run writes nothing");
     let out = oscarbox(
@@ -221,7 +209,7 @@ async fn documents_snapshots_open_with_stock_restic_and_restore_byte_for_byte() 
     )
     .await?;
     assert_eq!(out.status.code(), Some(69));
-    assert!(text(&out).contains("is not empty"), "{}", text(&out));
+    assert!(said(&out).contains("is not empty"), "{}", said(&out));
     let out = oscarbox(
         &config,
         &[
@@ -235,7 +223,7 @@ async fn documents_snapshots_open_with_stock_restic_and_restore_byte_for_byte() 
     )
     .await?;
     assert_eq!(out.status.code(), Some(69));
-    assert!(text(&out).contains("no snapshot matches"), "{}", text(&out));
+    assert!(said(&out).contains("no snapshot matches"), "{}", said(&out));
     Ok(())
 }
 
@@ -245,9 +233,9 @@ async fn a_flipped_byte_is_reported_by_verify() -> anyhow::Result<()> {
     let config = db.write_config(1, "")?;
     write_documents(&documents_dir(&config))?;
     let out = oscarbox(&config, &["backup", "now"]).await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     let out = oscarbox(&config, &["backup", "verify", "--read-data"]).await?;
-    assert!(out.status.success(), "sound before: {}", text(&out));
+    assert!(out.status.success(), "sound before: {}", said(&out));
 
     // Flip one byte in the middle of the largest data pack.
     let packs = tree(&repository(&config).join("data"));
@@ -262,18 +250,18 @@ async fn a_flipped_byte_is_reported_by_verify() -> anyhow::Result<()> {
     std::fs::write(&path, damaged)?;
 
     let out = oscarbox(&config, &["backup", "verify", "--read-data"]).await?;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("DAMAGED"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    assert!(said(&out).contains("DAMAGED"), "{}", said(&out));
     let out = oscarbox(&config, &["backup", "status"]).await?;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("DAMAGE found"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    assert!(said(&out).contains("DAMAGE found"), "{}", said(&out));
     // Stock restic agrees.
     let pw = password(&config).await?;
     let out = restic(&repository(&config), &pw, &["check", "--read-data"]).await?;
     assert!(
         !out.status.success(),
         "restic check found it too: {}",
-        text(&out)
+        said(&out)
     );
     Ok(())
 }
@@ -327,9 +315,9 @@ async fn kill_9_during_a_snapshot_leaves_a_sound_repository_and_the_next_one_com
     );
 
     let out = oscarbox(&config, &["backup", "verify", "--read-data"]).await?;
-    assert!(out.status.success(), "sound after the kill: {}", text(&out));
+    assert!(out.status.success(), "sound after the kill: {}", said(&out));
     let out = oscarbox(&config, &["backup", "now"]).await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     let into = tempfile::tempdir()?;
     let out = oscarbox(
         &config,
@@ -341,7 +329,7 @@ async fn kill_9_during_a_snapshot_leaves_a_sound_repository_and_the_next_one_com
         ],
     )
     .await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     assert_eq!(tree(&into.path().join("r")), tree(&docs));
     Ok(())
 }
@@ -359,11 +347,11 @@ async fn the_disk_guard_refuses_an_unmounted_a_foreign_and_an_unmarked_disk() ->
     )?;
     let disk = config.path.parent().expect("a directory").join("backup");
     let out = oscarbox(&config, &["backup", "now"]).await?;
-    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(69), "{}", said(&out));
     assert!(
-        text(&out).contains("nothing is mounted at"),
+        said(&out).contains("nothing is mounted at"),
         "{}",
-        text(&out)
+        said(&out)
     );
     assert_eq!(
         std::fs::read_dir(&disk)?.count(),
@@ -378,11 +366,11 @@ async fn the_disk_guard_refuses_an_unmounted_a_foreign_and_an_unmarked_disk() ->
         "OSCAR Box backup disk\nbox-id: 00000000000000000000000000000000\nbox-name: other-clinic\nclaimed: 2026-01-01T00:00:00Z\n",
     )?;
     let out = oscarbox(&config, &["backup", "now"]).await?;
-    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(69), "{}", said(&out));
     assert!(
-        text(&out).contains("the backup disk of another box (\"other-clinic\""),
+        said(&out).contains("the backup disk of another box (\"other-clinic\""),
         "{}",
-        text(&out)
+        said(&out)
     );
     assert!(
         std::fs::metadata(disk.join("repository")).is_err(),
@@ -393,25 +381,25 @@ async fn the_disk_guard_refuses_an_unmounted_a_foreign_and_an_unmarked_disk() ->
     std::fs::remove_file(disk.join("OSCARBOX-BACKUP-DISK"))?;
     std::fs::write(disk.join("holiday.jpg"), b"not ours")?;
     let out = oscarbox(&config, &["backup", "now"]).await?;
-    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(69), "{}", said(&out));
     assert!(
-        text(&out).contains("holds files (holiday.jpg) but no backup disk marker"),
+        said(&out).contains("holds files (holiday.jpg) but no backup disk marker"),
         "{}",
-        text(&out)
+        said(&out)
     );
     let out = oscarbox(&config, &["backup", "status"]).await?;
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out).contains("backup disk: REFUSED"),
+        said(&out).contains("backup disk: REFUSED"),
         "{}",
-        text(&out)
+        said(&out)
     );
 
     // A person says it is this box's disk after all: claimed, and used.
     let out = oscarbox(&config, &["backup", "claim-disk"]).await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     let out = oscarbox(&config, &["backup", "now"]).await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     assert!(std::fs::read_to_string(disk.join("OSCARBOX-BACKUP-DISK"))?.contains("box-name: test"));
     Ok(())
 }
@@ -430,20 +418,9 @@ async fn the_watchdog_saves_a_new_document_within_its_debounce() -> anyhow::Resu
     // the watcher must still see what is written there.
     let docs = documents_dir(&config);
     let wd = Watchdog::start(OSCARBOX.as_ref(), &config)?;
-    let state = config.state_dir.join("backup/state");
-    let newest = || {
-        std::fs::read_to_string(&state)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("documents-last-id: ").map(str::to_owned))
-    };
+    let newest = || newest_documents(&config);
     // The first snapshot (the start's full scan).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while newest().is_none() {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no first snapshot");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let first = newest();
+    let first = Some(documents_saved_after(&config, None, Duration::from_secs(60)).await?);
     write_documents(&docs)?;
     let written = tokio::time::Instant::now();
     std::fs::write(
@@ -465,7 +442,7 @@ async fn the_watchdog_saves_a_new_document_within_its_debounce() -> anyhow::Resu
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("/documents/20261123120000referral.pdf"),
         "{}",
-        text(&out)
+        said(&out)
     );
     // The status carries the newest snapshot's age.
     let s = wd.box_status().await?;
@@ -500,7 +477,7 @@ impl Mounted {
             out.status.success(),
             "mounting a {mib} MiB tmpfs at {} (this test needs root): {}",
             at.display(),
-            text(&out)
+            said(&out)
         );
         Ok(Mounted(at.to_path_buf()))
     }
@@ -553,19 +530,8 @@ async fn a_full_backup_disk_alerts_loses_nothing_and_resumes_when_space_returns(
     write_documents(&docs)?;
     let mut wd = Watchdog::start(OSCARBOX.as_ref(), &config)?;
     wd.allow_error("documents backup refused or failed");
-    let state = config.state_dir.join("backup/state");
-    let newest = || {
-        std::fs::read_to_string(&state)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("documents-last-id: ").map(str::to_owned))
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while newest().is_none() {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no first snapshot");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let first = newest();
+    let newest = || newest_documents(&config);
+    let first = Some(documents_saved_after(&config, None, Duration::from_secs(60)).await?);
     let saved = tree(&docs);
 
     // The disk fills up with something else, leaving 4 MiB, and 12 MiB of new documents
@@ -619,14 +585,14 @@ async fn a_full_backup_disk_alerts_loses_nothing_and_resumes_when_space_returns(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let out = oscarbox(&config, &["backup", "now"]).await?;
-    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
-    assert!(text(&out).contains("is full ("), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(69), "{}", said(&out));
+    assert!(said(&out).contains("is full ("), "{}", said(&out));
     assert_eq!(newest(), first, "no snapshot recorded while full");
 
     // Nothing already saved was lost: the repository checks sound and the first snapshot
     // restores whole, on the full disk.
     let out = oscarbox(&config, &["backup", "verify", "--read-data"]).await?;
-    assert!(out.status.success(), "sound while full: {}", text(&out));
+    assert!(out.status.success(), "sound while full: {}", said(&out));
     let into = tempfile::tempdir()?;
     let to = into.path().join("first");
     let first_id = first.clone().unwrap_or_default();
@@ -642,7 +608,7 @@ async fn a_full_backup_disk_alerts_loses_nothing_and_resumes_when_space_returns(
         ],
     )
     .await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     assert_eq!(tree(&to), saved);
 
     // Space returns: the watchdog's next attempt saves everything, and says the backups work
@@ -669,11 +635,11 @@ async fn a_full_backup_disk_alerts_loses_nothing_and_resumes_when_space_returns(
         &["restore", "documents", "--to", &to.to_string_lossy()],
     )
     .await?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", said(&out));
     assert_eq!(tree(&to), tree(&docs));
     let pw = password(&config).await?;
     let out = restic(&repository(&config), &pw, &["check", "--read-data"]).await?;
-    assert!(out.status.success(), "restic check: {}", text(&out));
+    assert!(out.status.success(), "restic check: {}", said(&out));
     drop(wd);
     Ok(())
 }

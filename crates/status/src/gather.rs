@@ -13,8 +13,8 @@ use mysql_async::prelude::Queryable as _;
 use oscarbox_config::Config;
 use oscarbox_watchdog_api::db::{DbAnswer, DbPairStatus, DbRequest};
 use oscarbox_watchdog_api::{
-    BackupStatus, BoxStatus, DatabaseStatus, DbNodeStatus, FailoverSummary, ProxyStatus, Space,
-    SystemStatus, TlsStatus, Verdict, WorkerStatus,
+    BackupStatus, BoxStatus, DatabaseStatus, DbNodeStatus, DrillSummary, FailoverSummary,
+    ProxyStatus, Space, SystemStatus, TlsStatus, Verdict, WorkerStatus,
 };
 
 use crate::assess::{assess, Expect};
@@ -299,7 +299,13 @@ fn backups(disk: &Path, require_mount: bool, state_dir: &Path) -> BackupStatus {
         newest_documents_age_seconds: state
             .documents_last
             .and_then(|t| u64::try_from(now.saturating_sub(t)).ok()),
-        last_drill: None,
+        last_drill: state
+            .drill_last
+            .zip(state.drill_passed)
+            .map(|(at, passed)| DrillSummary {
+                at: u64::try_from(at).unwrap_or(0),
+                passed,
+            }),
     }
 }
 

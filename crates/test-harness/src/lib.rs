@@ -3,6 +3,7 @@
 //! written for them. Instances capture their logs; dropping one fails the test if it logged an
 //! ERROR that the test did not declare expected.
 
+pub mod backups;
 pub mod pair;
 
 use std::io::Write as _;
