@@ -19,7 +19,6 @@
 //! is now the primary. A transaction cut off mid-way is thus fetched whole again, and every
 //! archived file replays on its own.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,16 +139,6 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Writes `bytes` to `path` durably: a temporary file, fsync, rename, fsync of the directory.
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
-
 /// The position a session started after (empty: from the first binlog file).
 fn start_of(session: &Path) -> std::io::Result<GtidList> {
     parse_position(&std::fs::read_to_string(session.join(START))?, session)
@@ -187,7 +176,7 @@ pub fn seal(session: &Path, file: &ArchivedFile) -> std::io::Result<()> {
     }
     let packed = zstd::encode_all(bytes.as_slice(), 3)?;
     let sealed = session.join(format!("{}.{SEALED}", file.name));
-    write_durably(
+    oscarbox_common::write_private(
         &checksum_path(&sealed),
         format!(
             "{}  {}.{SEALED}\n",
@@ -196,8 +185,8 @@ pub fn seal(session: &Path, file: &ArchivedFile) -> std::io::Result<()> {
         )
         .as_bytes(),
     )?;
-    write_durably(&sealed, &packed)?;
-    write_durably(&session.join(POSITION), format!("{position}\n").as_bytes())?;
+    oscarbox_common::write_private(&sealed, &packed)?;
+    oscarbox_common::write_private(&session.join(POSITION), format!("{position}\n").as_bytes())?;
     std::fs::remove_file(&file.path)?;
     sync_dir(session)
 }
@@ -369,7 +358,7 @@ async fn session(
         let session = dir2.join(format!("{next:08}"));
         std::fs::create_dir_all(&session)?;
         let start = resumed.clone().unwrap_or_default();
-        write_durably(&session.join(START), format!("{start}\n").as_bytes())?;
+        oscarbox_common::write_private(&session.join(START), format!("{start}\n").as_bytes())?;
         Ok::<_, std::io::Error>((start, session))
     })
     .await

@@ -22,19 +22,10 @@ pub const EVERY: Duration = Duration::from_secs(24 * 3600);
 /// How long after a failed base backup the next is tried.
 const RETRY: Duration = Duration::from_secs(15 * 60);
 
-/// The root socket of a configured node (where the box runs it: `<state>/run`).
-pub fn node_socket(config: &Config, name: &str) -> PathBuf {
-    config
-        .box_
-        .state_dir
-        .join("run")
-        .join(format!("mariadb-{name}.sock"))
-}
-
 /// The socket of the node that is writable now (the primary), if one answers.
 pub async fn primary_socket(config: &Config) -> Option<PathBuf> {
     for node in &config.database.nodes {
-        let socket = node_socket(config, &node.name);
+        let socket = oscarbox_mariadb::node_socket(&config.box_.state_dir, &node.name);
         let ask = async {
             let mut conn = mysql_async::Conn::new(oscarbox_mariadb::root_opts(&socket))
                 .await
@@ -56,37 +47,6 @@ pub async fn primary_socket(config: &Config) -> Option<PathBuf> {
     None
 }
 
-/// Runs a tool to its end; `Err` carries the end of what it said.
-async fn tool(program: &str, args: &[String]) -> Result<(), String> {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let said = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = said.lines().rev().take(5).collect();
-    Err(format!(
-        "{program} failed ({}): {}",
-        out.status,
-        tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-    ))
-}
-
-/// The GTID position a prepared backup is consistent at, from the file `mariabackup` writes
-/// (`file<TAB>position<TAB>gtid`).
-pub fn backup_position(dir: &Path) -> Option<String> {
-    ["mariadb_backup_binlog_info", "xtrabackup_binlog_info"]
-        .iter()
-        .find_map(|name| std::fs::read_to_string(dir.join(name)).ok())
-        .and_then(|text| text.split('\t').nth(2).map(|g| g.trim().to_owned()))
-        .filter(|g| !g.is_empty())
-}
-
 /// Takes a base backup now: `mariabackup` from the primary into a scratch directory on the
 /// backup disk, prepared, saved as a snapshot, the scratch directory removed.
 pub async fn now(config: &Config) -> Result<Snapshot, String> {
@@ -102,20 +62,9 @@ pub async fn now(config: &Config) -> Result<Snapshot, String> {
     remove_stale(&config.backup.disk.join("scratch"));
     std::fs::create_dir_all(scratch.parent().unwrap_or(&scratch))
         .map_err(|e| format!("{}: {e}", scratch.display()))?;
-    let target = format!("--target-dir={}", scratch.display());
     let result = async {
-        tool(
-            "mariabackup",
-            &[
-                "--backup".into(),
-                "--user=root".into(),
-                format!("--socket={}", socket.display()),
-                target.clone(),
-            ],
-        )
-        .await?;
-        tool("mariabackup", &["--prepare".into(), target.clone()]).await?;
-        let gtid = backup_position(&scratch);
+        oscarbox_mariadb::backup::prepared_copy(&socket, &scratch).await?;
+        let gtid = oscarbox_mariadb::backup::copy_position(&scratch);
         // The tables' checksums at this position, from the prepared copy itself, go with it:
         // the restore drill compares a restore rebuilt from the archive against them.
         let work = scratch.with_extension("work");

@@ -236,47 +236,29 @@ async fn documents_sample(
     };
     let live = config.emr.documents_dir.clone();
     let taken = newest.unix_seconds;
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    let mut stack = vec![live.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) if m.is_file() => {
-                    let modified = m
-                        .modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .and_then(|d| i64::try_from(d.as_secs()).ok());
-                    if modified.is_some_and(|t| t < taken) {
-                        candidates.push(e.path());
-                    }
-                }
-                _ => {}
+    let (root, r, id, scratch) = (live, repo.clone(), newest.id.clone(), scratch.to_path_buf());
+    // A walk of the documents tree and file reads: on the blocking pool.
+    let (sample, bad) = tokio::task::spawn_blocking(move || {
+        let sample = unchanged_since(&root, taken);
+        let mut bad = Vec::new();
+        for (i, file) in sample.iter().enumerate() {
+            let Ok(rel) = file.strip_prefix(&root) else {
+                continue;
+            };
+            let inside = format!("{DOCUMENTS}/{}", rel.to_string_lossy());
+            let dest = scratch.join(format!("doc-{i}"));
+            let restored = r.restore(&id, &inside, &dest);
+            let name = rel.file_name().map(|n| dest.join(n));
+            let same = restored.is_ok()
+                && name.is_some_and(|n| std::fs::read(n).ok() == std::fs::read(file).ok());
+            if !same {
+                bad.push(rel.display().to_string());
             }
         }
-    }
-    candidates.sort();
-    let step = (candidates.len() / SAMPLE).max(1);
-    let sample: Vec<PathBuf> = candidates.into_iter().step_by(step).take(SAMPLE).collect();
-    let mut bad = Vec::new();
-    for (i, file) in sample.iter().enumerate() {
-        let Ok(rel) = file.strip_prefix(&live) else {
-            continue;
-        };
-        let inside = format!("{DOCUMENTS}/{}", rel.to_string_lossy());
-        let dest = scratch.join(format!("doc-{i}"));
-        let (r, id, d) = (repo.clone(), newest.id.clone(), dest.clone());
-        let restored = tokio::task::spawn_blocking(move || r.restore(&id, &inside, &d))
-            .await
-            .map_err(|e| e.to_string())?;
-        let name = rel.file_name().map(|n| dest.join(n));
-        let same = restored.is_ok()
-            && name.is_some_and(|n| std::fs::read(n).ok() == std::fs::read(file).ok());
-        if !same {
-            bad.push(rel.display().to_string());
-        }
-    }
+        (sample, bad)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     Ok(if bad.is_empty() {
         (
             true,
@@ -297,6 +279,34 @@ async fn documents_sample(
             ),
         )
     })
+}
+
+/// Up to [`SAMPLE`] files under `root`, spread over the tree, last changed before `taken`
+/// (Unix seconds): what a snapshot taken then must hold as they are now.
+fn unchanged_since(root: &Path, taken: i64) -> Vec<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) if m.is_file() => {
+                    let modified = m
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .and_then(|d| i64::try_from(d.as_secs()).ok());
+                    if modified.is_some_and(|t| t < taken) {
+                        candidates.push(e.path());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    candidates.sort();
+    let step = (candidates.len() / SAMPLE).max(1);
+    candidates.into_iter().step_by(step).take(SAMPLE).collect()
 }
 
 #[cfg(test)]

@@ -113,10 +113,7 @@ pub fn plan(bases: &[Snapshot], archive: &[Scanned], target: &Target) -> Result<
         Target::Gtid(g) => t.gtid.domain != g.domain || t.gtid.seq <= g.seq,
     };
     // The transactions to replay: (file index, transaction), in archive order, each once.
-    let mut seen = GtidList::default();
-    for g in base_position.iter() {
-        seen.insert(g);
-    }
+    let mut seen = base_position.clone();
     let mut replay: Vec<(usize, &Transaction)> = Vec::new();
     let mut chain: Vec<Gtid> = base_position.iter().collect();
     for (i, s) in archive.iter().enumerate() {
@@ -243,13 +240,20 @@ pub async fn restore(
             step("no archived transaction to replay after the base");
             return Ok(());
         }
-        let mut plain = Vec::new();
-        for (i, f) in plan.files.iter().enumerate() {
-            let bytes = archive::read(f).map_err(|e| format!("{}: {e}", f.path.display()))?;
-            let p = work.join(format!("{i:05}-{}", f.name));
-            std::fs::write(&p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
-            plain.push(p);
-        }
+        // Sealed files decompressed beside the target (the replay reads plain binlogs).
+        let (files, into_work) = (plan.files.clone(), work.clone());
+        let plain = tokio::task::spawn_blocking(move || {
+            let mut plain = Vec::new();
+            for (i, f) in files.iter().enumerate() {
+                let bytes = archive::read(f).map_err(|e| format!("{}: {e}", f.path.display()))?;
+                let p = into_work.join(format!("{i:05}-{}", f.name));
+                std::fs::write(&p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+                plain.push(p);
+            }
+            Ok::<_, String>(plain)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
         step(&format!(
             "replaying {} transactions from {} archived binlog file(s) into a scratch server",
             plan.replayed,

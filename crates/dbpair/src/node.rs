@@ -3,7 +3,6 @@
 //! node's unix socket (root has no network account); values that reach SQL text are GTID lists
 //! we parsed, ports and generated secrets, never anything a client sent.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -340,11 +339,6 @@ impl PairNode {
 fn parse_gtids(text: &str) -> Result<GtidList, StepError> {
     text.parse::<GtidList>()
         .map_err(|e| StepError::Other(format!("unreadable GTID list: {e}")))
-}
-
-/// Where a pair node's files live, from the box's state directory.
-pub fn socket_path(state_dir: &std::path::Path, name: &str) -> PathBuf {
-    state_dir.join("run").join(format!("mariadb-{name}.sock"))
 }
 
 #[cfg(test)]

@@ -122,25 +122,6 @@ pub async fn preserve_extra(
     Ok(extra.into_iter().map(|(g, _)| g).collect())
 }
 
-async fn run(program: &str, args: &[String]) -> Result<(), StepError> {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| StepError::Other(format!("run {program} (install mariadb-backup): {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-        Err(StepError::Other(format!(
-            "{program} failed with {}: {}",
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-        )))
-    }
-}
-
 /// Replaces `node`'s data directory (it must be stopped) with a prepared `mariabackup` of
 /// `from`; the old directory is kept as `<data>.replaced-<unix time>`. Returns the GTID
 /// position the backup holds, from which the node replicates.
@@ -148,31 +129,12 @@ pub async fn rebuild_data_dir(node: &PairNode, from: &PairNode) -> Result<String
     let data = &node.spec.data_dir;
     let scratch: PathBuf = data.with_extension("rebuild");
     let _ = std::fs::remove_dir_all(&scratch);
-    run(
-        "mariabackup",
-        &[
-            "--backup".into(),
-            format!("--target-dir={}", scratch.display()),
-            format!("--socket={}", from.spec.socket.display()),
-            "--user=root".into(),
-        ],
-    )
-    .await?;
-    run(
-        "mariabackup",
-        &[
-            "--prepare".into(),
-            format!("--target-dir={}", scratch.display()),
-        ],
-    )
-    .await?;
-    let info = std::fs::read_to_string(scratch.join("xtrabackup_binlog_info"))
-        .map_err(|e| StepError::Other(format!("read the backup's binlog position: {e}")))?;
-    let gtid = info
-        .split_whitespace()
-        .nth(2)
-        .unwrap_or_default()
-        .to_owned();
+    oscarbox_mariadb::backup::prepared_copy(&from.spec.socket, &scratch)
+        .await
+        .map_err(StepError::Other)?;
+    let gtid = oscarbox_mariadb::backup::copy_position(&scratch).ok_or_else(|| {
+        StepError::Other("read the backup's binlog position: the copy recorded none".into())
+    })?;
     let stamp = crate::executor::unix_seconds();
     if std::fs::symlink_metadata(data).is_ok() {
         let kept = data.with_extension(format!("replaced-{stamp}"));

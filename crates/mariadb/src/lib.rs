@@ -2,6 +2,7 @@
 //! `mariadbd` as a supervised child, wait until it answers, and bootstrap the least-privilege
 //! account the EMR uses. Used by `oscarbox up`, the test harness and (later) the watchdog.
 
+pub mod backup;
 pub mod secrets;
 
 use std::net::IpAddr;
@@ -211,6 +212,11 @@ pub async fn start(spec: &NodeSpec, timeout: Duration) -> Result<Child, Error> {
 }
 
 /// Connection options for root over the node's unix socket (root has no network account).
+/// The root socket of the box's database node `name`, under its state directory.
+pub fn node_socket(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("run").join(format!("mariadb-{name}.sock"))
+}
+
 pub fn root_opts(socket: &Path) -> mysql_async::Opts {
     mysql_async::OptsBuilder::default()
         .socket(Some(socket.display().to_string()))

@@ -52,9 +52,7 @@ pub fn node_spec(
             .with_context(|| format!("resolve {}", node.data_dir.display()))?,
         bind: config.database.endpoint.ip(),
         port: node.port,
-        socket: state_dir
-            .join("run")
-            .join(format!("mariadb-{}.sock", node.name)),
+        socket: oscarbox_mariadb::node_socket(state_dir, &node.name),
         log_file: state_dir
             .join("log")
             .join(format!("mariadb-{}.log", node.name)),

@@ -366,27 +366,24 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_and_documents_up_t
     assert!(out.status.success(), "{}", said(&out));
 
     // The restored directory serves exactly the rows up to T, with the DDL change.
-    let spec = oscarbox_mariadb::NodeSpec {
-        name: "check".into(),
-        data_dir: restored.clone(),
-        bind: [127, 0, 0, 1].into(),
-        port: 0,
-        socket: dir.path().join("check.sock"),
-        log_file: dir.path().join("check.log"),
-        small: true,
-        extra_args: vec!["--skip-networking".into(), "--skip-slave-start".into()],
-    };
-    let mut server = oscarbox_mariadb::start(&spec, Duration::from_secs(120)).await?;
-    let mut root = mysql_async::Conn::new(oscarbox_mariadb::root_opts(&spec.socket)).await?;
-    let rows: Vec<(i32, Option<String>)> = root
-        .query("SELECT i, note FROM oscar.pitr ORDER BY i")
-        .await?;
+    let rows = oscarbox_backup::pitr::with_scratch_server(
+        &restored,
+        &dir.path().join("check"),
+        |socket| async move {
+            let mut root = mysql_async::Conn::new(oscarbox_mariadb::root_opts(&socket)).await?;
+            let rows: Vec<(i32, Option<String>)> = root
+                .query("SELECT i, note FROM oscar.pitr ORDER BY i")
+                .await?;
+            root.disconnect().await?;
+            anyhow::Ok(rows)
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))??;
     let expected: Vec<(i32, Option<String>)> = (1..=5)
         .map(|i| (i, (i > 3).then(|| "after-ddl".to_owned())))
         .collect();
     assert_eq!(rows, expected, "exactly the rows written before {t}");
-    drop(root);
-    server.terminate(Duration::from_secs(60)).await?;
 
     // A second restore into the same directory is refused: nothing is written over.
     let out = restore_db(&config, &t, &restored, &[]).await?;
