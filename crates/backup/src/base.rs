@@ -133,7 +133,7 @@ fn remove_stale(scratch: &Path) {
 }
 
 /// Runs until `shutdown`: a base backup when the newest is older than [`EVERY`] (at once on a
-/// box that has none), then every [`EVERY`].
+/// box that has none, or whose live database a restore replaced since), then every [`EVERY`].
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) {
     // The pair, the archive and the EMR first: the base is only useful with the binlog after
     // it, and a box that just started has better things to do for a minute.
@@ -151,6 +151,12 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) {
                 .and_then(|s| s.last().map(|s| s.unix_seconds)),
             Err(_) => None,
         };
+        // A restore that replaced the live database began a new history: a restore to a
+        // moment in it needs a base of its own, at once.
+        let replaced = crate::pitr::replacements(&crate::archive::dir(&config))
+            .ok()
+            .and_then(|r| r.last().map(|r| r.unix));
+        let newest = newest.filter(|t| replaced.is_none_or(|r| *t >= r));
         let age = newest.map(|t| crate::state::unix_now().saturating_sub(t));
         let due_in = age.map_or(Duration::ZERO, |a| {
             EVERY.saturating_sub(Duration::from_secs(u64::try_from(a).unwrap_or(0)))

@@ -174,13 +174,26 @@ async fn drill(
             .map_err(|e| format!("the recorded checksums: {e}"))?,
     );
     // From the base before it, replaying the archive; or from itself when it is the only one.
-    let older = &bases[..bases.len().saturating_sub(1)];
-    let from: &[crate::repo::Snapshot] = if older.is_empty() { bases } else { older };
+    // Only bases of the newest's own history: a restore that replaced the live database
+    // started a new one.
     let dir = crate::archive::dir(config);
-    let scanned = tokio::task::spawn_blocking(move || pitr::scan_archive(&dir))
-        .await
-        .map_err(|e| e.to_string())??;
-    let plan = pitr::plan(from, &scanned, target)?;
+    let (scanned, replaced) = tokio::task::spawn_blocking(move || {
+        Ok::<_, String>((pitr::scan_archive(&dir)?, pitr::replacements(&dir)?))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let older: Vec<crate::repo::Snapshot> = bases[..bases.len().saturating_sub(1)]
+        .iter()
+        .filter(|b| pitr::same_history(b, target, &replaced))
+        .cloned()
+        .collect();
+    // With no older base of its history, the newest is compared with its own record; its
+    // target is its own position, so nothing is replayed and no history is crossed.
+    let plan = if older.is_empty() {
+        pitr::plan(std::slice::from_ref(newest), &scanned, target, &[])?
+    } else {
+        pitr::plan(&older, &scanned, target, &replaced)?
+    };
     let data = scratch.join("data");
     pitr::restore(config, &plan, &data, &|_| {}).await?;
     let restored = pitr::with_scratch_server(&data, &scratch.join("work"), |socket| async move {

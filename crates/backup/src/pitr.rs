@@ -18,7 +18,7 @@ use rustic_core::jiff;
 
 use crate::archive::{self, ArchivedFile};
 use crate::binlog::{self, Gtid, GtidList, Transaction};
-use crate::repo::{Snapshot, DATABASE, DATABASE_TAG};
+use crate::repo::{Repo, Snapshot, DATABASE, DATABASE_TAG};
 
 /// Where to restore to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,89 @@ impl std::fmt::Display for Target {
             Target::Gtid(g) => write!(f, "transaction {g}"),
         }
     }
+}
+
+impl Target {
+    /// Everything the archive holds: the newest archived transaction.
+    pub fn latest() -> Target {
+        Target::Time {
+            unix: i64::MAX,
+            shown: "the newest archived transaction".into(),
+        }
+    }
+
+    /// Whether the target lies after `replaced`, in the history the restore began.
+    fn after(&self, replaced: &Replaced) -> bool {
+        match self {
+            Target::Time { unix, .. } => *unix >= replaced.unix,
+            Target::Gtid(g) => replaced
+                .position
+                .get(g.domain)
+                .is_some_and(|p| g.seq > p.seq),
+        }
+    }
+}
+
+/// A restore that replaced the live database. From `unix` on, the database's history went on
+/// from `position` (the archive's end at the time, so that no GTID is ever used twice): the
+/// transactions after it belong to the restored history, not to the one before, and a
+/// restore to a later moment must start from a base backup taken after `unix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaced {
+    pub unix: i64,
+    pub position: GtidList,
+}
+
+/// The file in the archive's directory that lists the replacements, a line each:
+/// `<unix seconds> <position>`.
+const REPLACED: &str = "replaced";
+
+/// The replacements recorded in the archive `dir`, oldest first.
+pub fn replacements(dir: &Path) -> Result<Vec<Replaced>, String> {
+    let path = dir.join(REPLACED);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (unix, position) = line
+                .trim()
+                .split_once(' ')
+                .and_then(|(u, p)| Some((u.parse().ok()?, p.parse().ok()?)))
+                .ok_or_else(|| {
+                    format!(
+                        "{} holds a line that is not `<unix seconds> <GTID position>`: {line:?}",
+                        path.display()
+                    )
+                })?;
+            Ok(Replaced { unix, position })
+        })
+        .collect()
+}
+
+/// Records a replacement in the archive `dir` (appended, then synced with the directory).
+pub fn record_replacement(dir: &Path, replaced: &Replaced) -> std::io::Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(REPLACED);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    writeln!(f, "{} {}", replaced.unix, replaced.position)?;
+    f.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Whether `base` belongs to the history `target` lies in: no replacement of the live
+/// database falls between the two.
+pub fn same_history(base: &Snapshot, target: &Target, replaced: &[Replaced]) -> bool {
+    replaced
+        .iter()
+        .all(|r| (base.unix_seconds >= r.unix) == target.after(r))
 }
 
 /// Reads `--to`: a GTID (`0-1-42`), an RFC 3339 time (`2026-11-23T10:15:00-05:00`), or the
@@ -91,21 +174,42 @@ pub struct Plan {
 }
 
 /// Chooses the base and the replay for `target`. `bases` are the database snapshots, oldest
-/// first; `archive` every archived file in order.
-pub fn plan(bases: &[Snapshot], archive: &[Scanned], target: &Target) -> Result<Plan, String> {
+/// first; `archive` every archived file in order; `replaced` the replacements of the live
+/// database (a base is used only within its own history).
+pub fn plan(
+    bases: &[Snapshot],
+    archive: &[Scanned],
+    target: &Target,
+    replaced: &[Replaced],
+) -> Result<Plan, String> {
     let position =
         |s: &Snapshot| -> GtidList { s.gtid().and_then(|g| g.parse().ok()).unwrap_or_default() };
     let before = |s: &&Snapshot| match target {
         Target::Time { unix, .. } => s.unix_seconds <= *unix,
         Target::Gtid(g) => position(s).get(g.domain).is_none_or(|b| b.seq <= g.seq),
     };
-    let base = bases.iter().rev().find(before).ok_or_else(|| match bases.first() {
-        None => "there is no database base backup yet: run `oscarbox backup now`, or wait for the watchdog's first".to_owned(),
-        Some(oldest) => format!(
-            "the oldest database base backup ({}, at {}) is after {target}: nothing older is kept",
-            oldest.short_id, oldest.time
-        ),
-    })?;
+    let base = bases
+        .iter()
+        .rev()
+        .filter(|s| same_history(s, target, replaced))
+        .find(before)
+        .ok_or_else(|| {
+            let restored = replaced.iter().rev().find(|r| target.after(r));
+            match (bases.first(), restored) {
+                (_, Some(r)) if !bases.iter().any(|s| s.unix_seconds >= r.unix && before(&s)) => {
+                    format!(
+                        "the live database was replaced by a restore at {} (its history going on after {}); restore points after that begin with the first base backup taken since, and there is none before {target} yet: run `oscarbox backup now`",
+                        when(r.unix),
+                        r.position
+                    )
+                }
+                (None, _) => "there is no database base backup yet: run `oscarbox backup now`, or wait for the watchdog's first".to_owned(),
+                (Some(oldest), _) => format!(
+                    "the oldest database base backup ({}, at {}) is after {target}: nothing older is kept",
+                    oldest.short_id, oldest.time
+                ),
+            }
+        })?;
     let base_position = position(base);
     let after_base = |g: &Gtid| base_position.get(g.domain).is_none_or(|b| g.seq > b.seq);
     let wanted = |t: &Transaction| match target {
@@ -174,6 +278,30 @@ pub fn plan(bases: &[Snapshot], archive: &[Scanned], target: &Target) -> Result<
     })
 }
 
+/// The documents snapshot that goes with `target`: the newest taken by then (for a GTID, the
+/// newest tagged with a database position not past it). `snapshots` oldest first.
+pub fn documents_for<'a>(snapshots: &'a [Snapshot], target: &Target) -> Option<&'a Snapshot> {
+    snapshots.iter().rev().find(|s| match target {
+        Target::Time { unix, .. } => s.unix_seconds <= *unix,
+        Target::Gtid(g) => s
+            .gtid()
+            .and_then(|p| p.parse::<GtidList>().ok())
+            .and_then(|p| p.get(g.domain))
+            .is_some_and(|p| p.seq <= g.seq),
+    })
+}
+
+fn when(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix).map_or_else(
+        |_| unix.to_string(),
+        |t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S %Z")
+                .to_string()
+        },
+    )
+}
+
 /// Reads the whole archive (sealed files checked against their checksums).
 pub fn scan_archive(dir: &Path) -> Result<Vec<Scanned>, String> {
     let mut out = Vec::new();
@@ -193,15 +321,21 @@ pub fn scan_archive(dir: &Path) -> Result<Vec<Scanned>, String> {
 /// The plan for `target` against this box's repository and archive.
 pub async fn plan_for(config: &Config, target: &Target) -> Result<Plan, String> {
     let repo = crate::documents::open(config).await?;
+    plan_in(Repo::clone(&repo), archive::dir(config), target).await
+}
+
+/// The plan for `target` against the repository `repo` and the archive in `dir`.
+pub async fn plan_in(repo: Repo, dir: PathBuf, target: &Target) -> Result<Plan, String> {
     let bases = tokio::task::spawn_blocking(move || repo.snapshots(Some(DATABASE_TAG)))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let dir = archive::dir(config);
-    let scanned = tokio::task::spawn_blocking(move || scan_archive(&dir))
-        .await
-        .map_err(|e| e.to_string())??;
-    plan(&bases, &scanned, target)
+    let scanned = tokio::task::spawn_blocking(move || {
+        Ok::<_, String>((scan_archive(&dir)?, replacements(&dir)?))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    plan(&bases, &scanned.0, target, &scanned.1)
 }
 
 /// Carries out `plan` into `into` (absent or empty), saying each step through `step`.
@@ -284,6 +418,19 @@ where
     F: FnOnce(PathBuf) -> Fut,
     Fut: std::future::Future<Output = T>,
 {
+    scratch_server(data_dir, scratch, &["--server-id=4040".into()], work).await
+}
+
+async fn scratch_server<T, F, Fut>(
+    data_dir: &Path,
+    scratch: &Path,
+    args: &[String],
+    work: F,
+) -> Result<T, String>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     // A unix socket's path is short (108 bytes): in the system's temporary directory.
@@ -298,11 +445,11 @@ where
         socket: socket.clone(),
         log_file: scratch.join("mariadbd.log"),
         small: true,
-        extra_args: vec![
-            "--skip-networking".into(),
-            "--skip-slave-start".into(),
-            "--server-id=4040".into(),
-        ],
+        extra_args: ["--skip-networking", "--skip-slave-start"]
+            .map(String::from)
+            .into_iter()
+            .chain(args.iter().cloned())
+            .collect(),
     };
     let mut server = oscarbox_mariadb::start(&spec, Duration::from_secs(120))
         .await
@@ -318,6 +465,36 @@ where
         )),
         Err(e) => Err(format!("stopping the scratch server: {e}")),
     }
+}
+
+/// Makes a restored `data_dir` ready to serve as the box's primary (node `server_id`): its
+/// binlog begins at `position`, and so do its replication coordinates. `position` is the
+/// archive's end, so the restored database's new transactions follow on from every GTID ever
+/// archived, never reusing one, and the binlog archive resumes from it unchanged.
+pub async fn continue_history(
+    data_dir: &Path,
+    scratch: &Path,
+    server_id: u32,
+    position: &GtidList,
+) -> Result<(), String> {
+    use mysql_async::prelude::Queryable as _;
+    // A position is digits, '-' and ',' only (it was parsed): safe in the statement's text.
+    let position = position.to_string();
+    let args = [
+        format!("--server-id={server_id}"),
+        "--log-bin=mariadb-bin".into(),
+    ];
+    scratch_server(data_dir, scratch, &args, |socket| async move {
+        let mut conn = mysql_async::Conn::new(oscarbox_mariadb::root_opts(&socket)).await?;
+        conn.query_drop("RESET MASTER").await?;
+        conn.query_drop(format!("SET GLOBAL gtid_binlog_state = '{position}'"))
+            .await?;
+        conn.query_drop(format!("SET GLOBAL gtid_slave_pos = '{position}'"))
+            .await?;
+        conn.disconnect().await
+    })
+    .await?
+    .map_err(|e| format!("setting the restored database's position: {e}"))
 }
 
 /// Pipes the chosen part of `files` through `mariadb-binlog` into a scratch server on
@@ -450,7 +627,7 @@ mod tests {
             unix: 135,
             shown: "t".into(),
         };
-        let p = plan(&bases, &archive(), &t).expect("a plan");
+        let p = plan(&bases, &archive(), &t, &[]).expect("a plan");
         assert_eq!(p.base.short_id, "b2");
         assert_eq!(p.replayed, 2, "0-1-3 and 0-2-4, written before 135");
         assert_eq!(p.last, Some("0-2-4".parse().expect("gtid")));
@@ -465,6 +642,7 @@ mod tests {
             &bases,
             &archive(),
             &Target::Gtid("0-2-5".parse().expect("gtid")),
+            &[],
         )
         .expect("a plan");
         assert_eq!(p.replayed, 5);
@@ -472,6 +650,7 @@ mod tests {
             &bases,
             &archive(),
             &Target::Gtid("0-2-9".parse().expect("gtid")),
+            &[],
         )
         .expect_err("refused");
         assert!(
@@ -492,6 +671,7 @@ mod tests {
                 unix: 1000,
                 shown: "t".into(),
             },
+            &[],
         )
         .expect_err("refused");
         assert!(e.contains("gap between 0-1-3 and 0-2-5"), "{e}");
@@ -502,6 +682,7 @@ mod tests {
                 unix: 1000,
                 shown: "t".into(),
             },
+            &[],
         )
         .expect_err("refused");
         assert!(e.contains("no database base backup yet"), "{e}");
@@ -512,9 +693,81 @@ mod tests {
                 unix: 10,
                 shown: "then".into(),
             },
+            &[],
         )
         .expect_err("refused");
         assert!(e.contains("is after then"), "{e}");
+    }
+
+    #[test]
+    fn after_a_live_replacement_each_history_restores_from_its_own_bases() {
+        // At 150 the live database was restored to 0-1-2, its history going on after 0-2-5
+        // (the archive's end); 0-1-6 and 0-1-7 were written in the restored history, and b4
+        // is the base taken just after the restore.
+        let mut archive = archive();
+        archive.push(file("b.000001", &[("0-1-6", 160), ("0-1-7", 170)]));
+        let replaced = [Replaced {
+            unix: 150,
+            position: "0-2-5".parse().expect("gtid list"),
+        }];
+        let bases = [snap("b1", 90, "0-1-0"), snap("b4", 155, "0-2-5")];
+        let time = |unix| Target::Time {
+            unix,
+            shown: "t".into(),
+        };
+        let gtid = |g: &str| Target::Gtid(g.parse().expect("gtid"));
+        let p = plan(&bases, &archive, &time(165), &replaced).expect("a plan");
+        assert_eq!((p.base.short_id.as_str(), p.replayed), ("b4", 1));
+        assert_eq!(p.last, Some("0-1-6".parse().expect("gtid")));
+        let p = plan(&bases, &archive, &gtid("0-1-7"), &replaced).expect("a plan");
+        assert_eq!((p.base.short_id.as_str(), p.replayed), ("b4", 2));
+        // Before the replacement, the history as it was: b1 and the archive, never b4.
+        let p = plan(&bases, &archive, &gtid("0-2-5"), &replaced).expect("a plan");
+        assert_eq!((p.base.short_id.as_str(), p.replayed), ("b1", 5));
+        let p = plan(&bases, &archive, &time(135), &replaced).expect("a plan");
+        assert_eq!((p.base.short_id.as_str(), p.replayed), ("b1", 4));
+        // With no base since the replacement, a later target is refused, saying why.
+        let e = plan(&bases[..1], &archive, &time(165), &replaced).expect_err("refused");
+        assert!(e.contains("replaced by a restore"), "{e}");
+        assert!(same_history(&bases[1], &time(165), &replaced));
+        assert!(!same_history(&bases[0], &time(165), &replaced));
+    }
+
+    #[test]
+    fn the_documents_that_go_with_a_target_are_the_newest_by_then() {
+        let docs = |unix, gtid: &str| Snapshot {
+            tags: vec!["documents".into(), format!("gtid={gtid}")],
+            ..snap(&format!("d{unix}"), unix, gtid)
+        };
+        let snaps = [docs(100, "0-1-1"), docs(200, "0-1-5"), docs(300, "0-2-9")];
+        let at = |unix| Target::Time {
+            unix,
+            shown: "t".into(),
+        };
+        let id = |t: &Target| documents_for(&snaps, t).map(|s| s.short_id.clone());
+        assert_eq!(id(&at(250)), Some("d200".into()));
+        assert_eq!(id(&at(50)), None);
+        assert_eq!(id(&Target::latest()), Some("d300".into()));
+        assert_eq!(
+            id(&Target::Gtid("0-1-7".parse().expect("gtid"))),
+            Some("d200".into())
+        );
+    }
+
+    #[test]
+    fn replacements_are_recorded_and_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(replacements(dir.path()), Ok(Vec::new()));
+        let r = Replaced {
+            unix: 1_795_428_900,
+            position: "0-2-5".parse().expect("gtid list"),
+        };
+        record_replacement(dir.path(), &r).expect("recorded");
+        record_replacement(dir.path(), &r).expect("recorded");
+        assert_eq!(replacements(dir.path()), Ok(vec![r.clone(), r]));
+        std::fs::write(dir.path().join(REPLACED), "soon 0-1-1\n").expect("write");
+        let e = replacements(dir.path()).expect_err("refused");
+        assert!(e.contains("not `<unix seconds> <GTID position>`"), "{e}");
     }
 
     #[test]
@@ -527,6 +780,7 @@ mod tests {
                 unix: 300,
                 shown: "t".into(),
             },
+            &[],
         )
         .expect("a plan");
         assert_eq!((p.replayed, p.files.len()), (0, 0));

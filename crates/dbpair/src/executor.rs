@@ -164,7 +164,9 @@ impl Executor {
         });
         if current.is_none() {
             // Accounts and the heartbeat table are made on the first primary and reach the
-            // replica through replication, so both nodes hold the same grants.
+            // replica through replication, so both nodes hold the same grants. A database
+            // restored onto a fresh machine (`oscarbox restore box`) has them already, with
+            // the old machine's passwords: the secrets files here are the source of truth.
             let primary = self.node(ledger.primary);
             let repl = &self.repl_password;
             primary
@@ -172,8 +174,10 @@ impl Executor {
                     "CREATE DATABASE IF NOT EXISTS oscarbox_pair".into(),
                     "CREATE TABLE IF NOT EXISTS oscarbox_pair.heartbeat (id tinyint NOT NULL PRIMARY KEY, beat datetime(6) NOT NULL) ENGINE=InnoDB".into(),
                     format!("CREATE USER IF NOT EXISTS '{REPL_USER}'@'127.0.0.1' IDENTIFIED BY '{repl}'"),
+                    format!("ALTER USER '{REPL_USER}'@'127.0.0.1' IDENTIFIED BY '{repl}'"),
                     format!("GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'127.0.0.1'"),
                     format!("CREATE USER IF NOT EXISTS '{MONITOR_USER}'@'127.0.0.1' IDENTIFIED BY '{monitor_password}'"),
+                    format!("ALTER USER '{MONITOR_USER}'@'127.0.0.1' IDENTIFIED BY '{monitor_password}'"),
                     format!("GRANT SLAVE MONITOR, BINLOG MONITOR ON *.* TO '{MONITOR_USER}'@'127.0.0.1'"),
                     format!("GRANT SELECT ON oscarbox_pair.* TO '{MONITOR_USER}'@'127.0.0.1'"),
                 ])

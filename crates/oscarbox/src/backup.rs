@@ -18,7 +18,7 @@ const EX_UNAVAILABLE: u8 = 69;
 
 /// Loads the config and runs `work` on a runtime; its `Err` is printed as the one line a
 /// person reads, with exit 69.
-fn with_config<F, Fut>(config: Option<&Path>, work: F) -> ExitCode
+pub(crate) fn with_config<F, Fut>(config: Option<&Path>, work: F) -> ExitCode
 where
     F: FnOnce(Config) -> Fut,
     Fut: std::future::Future<Output = Result<ExitCode, String>>,
@@ -66,7 +66,7 @@ fn when(unix: i64) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn mib(bytes: u64) -> String {
+pub(crate) fn mib(bytes: u64) -> String {
     #[expect(clippy::cast_precision_loss, reason = "a size for people")]
     let m = bytes as f64 / 1_048_576.0;
     format!("{m:.1} MiB")
@@ -275,15 +275,12 @@ pub fn documents(
             Some(pitr::Target::Gtid(_)) => {
                 return Err("--at takes a time, not a GTID".into());
             }
-            Some(pitr::Target::Time { unix, shown }) => {
+            Some(target) => {
                 let repo = repo(&config).await?;
                 let snaps = blocking(move || repo.snapshots(Some("documents"))).await?;
-                snaps
-                    .iter()
-                    .rev()
-                    .find(|s| s.unix_seconds <= unix)
+                pitr::documents_for(&snaps, &target)
                     .map(|s| s.id.clone())
-                    .ok_or_else(|| format!("no documents snapshot was taken by {shown}; `oscarbox restore list` shows them"))?
+                    .ok_or_else(|| format!("no documents snapshot was taken by {target}; `oscarbox restore list` shows them"))?
             }
         };
         if std::fs::read_dir(&to).is_ok_and(|mut d| d.next().is_some()) {
@@ -336,15 +333,21 @@ pub fn documents(
     })
 }
 
+/// Reads `--to`; a bad one is a usage error (exit 64), said on standard error.
+pub fn target(to: &str) -> Result<pitr::Target, ExitCode> {
+    pitr::parse_target(to).map_err(|why| {
+        let _ = writeln!(std::io::stderr(), "{why}");
+        ExitCode::from(64)
+    })
+}
+
 /// `oscarbox restore db --to TIME|GTID --into DIR [--dry-run]`.
-pub fn database(config: Option<&Path>, to: &str, into: PathBuf, dry_run: bool) -> ExitCode {
-    let target = match pitr::parse_target(to) {
-        Ok(t) => t,
-        Err(why) => {
-            let _ = writeln!(std::io::stderr(), "{why}");
-            return ExitCode::from(64);
-        }
-    };
+pub fn database(
+    config: Option<&Path>,
+    target: pitr::Target,
+    into: PathBuf,
+    dry_run: bool,
+) -> ExitCode {
     with_config(config, |config| async move {
         documents::guard_for_upkeep(&config).await?;
         let plan = pitr::plan_for(&config, &target).await?;

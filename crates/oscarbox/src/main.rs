@@ -12,6 +12,7 @@ mod database;
 mod db;
 mod fleet;
 mod proxy;
+mod restore;
 mod service;
 mod up;
 
@@ -210,18 +211,37 @@ enum RestoreAction {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Rebuild the database as it was at a point in time into a new data directory: the
-    /// newest base backup before it, with the binlog archive replayed up to it. The live
-    /// database is never touched.
+    /// Rebuild the database as it was at a point in time: the newest base backup before it,
+    /// with the binlog archive replayed up to it. Into a new data directory (--into), leaving
+    /// the live database untouched; or, with --replace-live and the box stopped, as the box's
+    /// live database (the data directories it replaces are kept aside).
     Db {
         /// `2026-11-23 10:15:00` (the box's local time; everything written before it), RFC
         /// 3339, or a GTID such as `0-1-4242` (everything up to and including it).
         #[arg(long, value_name = "TIME|GTID")]
         to: String,
         /// Where to put the data directory: a new or empty directory.
-        #[arg(long, value_name = "DIR")]
-        into: PathBuf,
+        #[arg(long, value_name = "DIR", required_unless_present = "replace_live")]
+        into: Option<PathBuf>,
+        /// Replace the box's live database with the restored one. The box must be stopped;
+        /// its data directories are moved aside, never deleted.
+        #[arg(long, conflicts_with = "into")]
+        replace_live: bool,
         /// Say which base and how much of the archive would be used, and restore nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rebuild a whole box on a fresh machine from its backup disk (mounted at backup.disk)
+    /// and its recovery key: the box's identity, its database (to the newest archived
+    /// transaction, or --to) and its documents. The machine must hold no box's data yet.
+    Box {
+        /// The recovery key, as `oscarbox backup recovery-key` printed it.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// A point in time instead of the newest: as for `restore db --to`.
+        #[arg(long, value_name = "TIME|GTID")]
+        to: Option<String>,
+        /// Say what would be restored, and change nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -284,8 +304,29 @@ fn main() -> ExitCode {
                 path,
                 dry_run,
             } => backup::documents(config.as_deref(), to, snapshot, at, path, dry_run),
-            RestoreAction::Db { to, into, dry_run } => {
-                backup::database(config.as_deref(), &to, into, dry_run)
+            RestoreAction::Db {
+                to,
+                into,
+                replace_live: _,
+                dry_run,
+            } => match (backup::target(&to), into) {
+                (Err(code), _) => code,
+                (Ok(target), Some(into)) => {
+                    backup::database(config.as_deref(), target, into, dry_run)
+                }
+                // Without --into, clap made sure --replace-live was given.
+                (Ok(target), None) => restore::database_live(config.as_deref(), target, dry_run),
+            },
+            RestoreAction::Box { key, to, dry_run } => {
+                match to.as_deref().map(backup::target).transpose() {
+                    Err(code) => code,
+                    Ok(target) => restore::whole_box(
+                        config.as_deref(),
+                        key,
+                        target.unwrap_or_else(oscarbox_backup::pitr::Target::latest),
+                        dry_run,
+                    ),
+                }
             }
         },
         Command::Workers {

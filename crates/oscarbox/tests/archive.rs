@@ -219,7 +219,14 @@ async fn serving_pair(
         &format!("require-mount = false\n{extra_backup}"),
     );
     std::fs::write(&config.path, text)?;
-    let wd = Watchdog::start(OSCARBOX.as_ref(), &config)?;
+    let (wd, password) = serve(&config, endpoint).await?;
+    Ok((config, endpoint, wd, password))
+}
+
+/// `oscarbox watchdog` on `config`, once the instance is healthy and the pair serves at
+/// `endpoint`; with the EMR account's password.
+async fn serve(config: &EmrConfig, endpoint: u16) -> anyhow::Result<(Watchdog, String)> {
+    let wd = Watchdog::start(OSCARBOX.as_ref(), config)?;
     // The EMR instance up (its migrations done) before anything else happens.
     wd.wait_until(Duration::from_secs(180), "the instance healthy", |s| {
         !s.workers.is_empty() && s.workers.iter().all(|w| w.state == "healthy")
@@ -230,7 +237,7 @@ async fn serving_pair(
     loop {
         if let Ok(p) = std::fs::read_to_string(&password_file) {
             if primary_position(endpoint, p.trim()).await.is_ok() {
-                return Ok((config, endpoint, wd, p.trim().to_owned()));
+                return Ok((wd, p.trim().to_owned()));
             }
         }
         anyhow::ensure!(
@@ -240,6 +247,28 @@ async fn serving_pair(
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Waits until the archive under `dir`'s backup disk holds the primary's newest transaction.
+async fn archive_reaches_primary(
+    dir: &Path,
+    endpoint: u16,
+    password: &str,
+) -> anyhow::Result<Gtid> {
+    let target: Gtid = primary_position(endpoint, password)
+        .await?
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let archive_dir = dir.join("backup/binlog");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !archived(&archive_dir)?.contains(&target) {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the archive did not reach {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(target)
 }
 
 async fn app(endpoint: u16, password: &str) -> anyhow::Result<mysql_async::Conn> {
@@ -334,19 +363,7 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_and_documents_up_t
     documents_saved_after(&config, Some(&seen), MINUTE).await?;
 
     // The archive holds everything written (the primary's position).
-    let target: Gtid = primary_position(endpoint, &password)
-        .await?
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let archive_dir = dir.path().join("backup/binlog");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !archived(&archive_dir)?.contains(&target) {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the archive did not reach {target}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    archive_reaches_primary(dir.path(), endpoint, &password).await?;
 
     // A dry run says what it would do and writes nothing.
     let restored = dir.path().join("restored");
@@ -443,6 +460,209 @@ async fn a_point_in_time_restore_brings_back_exactly_the_rows_and_documents_up_t
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    drop(wd);
+    Ok(())
+}
+
+/// The rows of `kept` through the endpoint.
+async fn kept_rows(endpoint: u16, password: &str) -> anyhow::Result<Vec<i32>> {
+    let mut conn = app(endpoint, password).await?;
+    let rows = conn.query("SELECT i FROM kept ORDER BY i").await?;
+    conn.disconnect().await?;
+    Ok(rows)
+}
+
+/// The entries of `dir` whose names start with `prefix`.
+fn named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_restore_replaces_the_live_database_and_rebuilds_the_whole_box_on_a_fresh_machine(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (config, endpoint, mut wd, password) =
+        serving_pair(dir.path(), "documents-debounce = \"1s\"").await?;
+    let mut conn = app(endpoint, &password).await?;
+    conn.query_drop("CREATE TABLE kept (i int NOT NULL PRIMARY KEY) ENGINE=InnoDB")
+        .await?;
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert!(out.status.success(), "{}", said(&out));
+    for i in 1..=3 {
+        conn.exec_drop("INSERT INTO kept (i) VALUES (?)", (i,))
+            .await?;
+    }
+    let seen = newest_documents(&config);
+    let docs = dir.path().join("documents");
+    std::fs::create_dir_all(&docs)?;
+    std::fs::write(docs.join("20261124090000letter.pdf"), b"%PDF-1.4 letter\n")?;
+    documents_saved_after(&config, seen.as_deref(), MINUTE).await?;
+    // T, then the mistake to undo.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t = local_now().await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 4..=5 {
+        conn.exec_drop("INSERT INTO kept (i) VALUES (?)", (i,))
+            .await?;
+    }
+    conn.disconnect().await?;
+    archive_reaches_primary(dir.path(), endpoint, &password).await?;
+
+    // Refused while the box runs; and a live replacement must be asked for by name.
+    let out = oscarbox(&config, &["restore", "db", "--to", &t, "--replace-live"]).await?;
+    assert!(!out.status.success());
+    assert!(said(&out).contains("the box is running"), "{}", said(&out));
+    let out = oscarbox(&config, &["restore", "db", "--to", &t]).await?;
+    assert_eq!(out.status.code(), Some(64), "{}", said(&out));
+    assert!(said(&out).contains("--into"), "{}", said(&out));
+    wd.signal(Signal::SIGTERM);
+    wd.wait_exit(Duration::from_secs(120)).await?;
+    drop(wd);
+
+    // A dry run changes nothing; the restore keeps the data directories it replaces.
+    let out = oscarbox(
+        &config,
+        &["restore", "db", "--to", &t, "--replace-live", "--dry-run"],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(named(dir.path(), "db1.")
+        .iter()
+        .all(|p| !p.to_string_lossy().contains("before-restore")));
+    let out = oscarbox(&config, &["restore", "db", "--to", &t, "--replace-live"]).await?;
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("kept at"), "{}", said(&out));
+    assert_eq!(
+        named(dir.path(), "db1.before-restore-").len(),
+        1,
+        "{}",
+        said(&out)
+    );
+    assert_eq!(
+        named(&dir.path().join("backup"), "db2.before-restore-").len(),
+        1
+    );
+
+    // Started again: the rows up to T, the replica rebuilt from the restored primary, new
+    // writes archived after everything archived before (no GTID used twice).
+    let (mut wd, password) = serve(&config, endpoint).await?;
+    assert_eq!(kept_rows(endpoint, &password).await?, vec![1, 2, 3]);
+    let mut conn = app(endpoint, &password).await?;
+    conn.exec_drop("INSERT INTO kept (i) VALUES (?)", (6,))
+        .await?;
+    conn.disconnect().await?;
+    archive_reaches_primary(dir.path(), endpoint, &password).await?;
+    let all = archived(&dir.path().join("backup/binlog"))?;
+    let seqs: BTreeSet<(u32, u64)> = all.iter().map(|g| (g.domain, g.seq)).collect();
+    assert_eq!(
+        seqs.len(),
+        all.len(),
+        "a GTID sequence number archived twice: {all:?}"
+    );
+    let db2 = oscarbox_mariadb::node_socket(&config.state_dir, "db2");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let on_replica = async {
+            let mut root = mysql_async::Conn::new(oscarbox_mariadb::root_opts(&db2)).await?;
+            let rows: Vec<i32> = root.query("SELECT i FROM oscar.kept ORDER BY i").await?;
+            root.disconnect().await?;
+            anyhow::Ok(rows)
+        };
+        if on_replica.await.ok() == Some(vec![1, 2, 3, 6]) {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the replica was not rebuilt from the restored primary:\n{}",
+            wd.log().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A base of the new history; restores on either side of the replacement plan from their own.
+    let out = oscarbox(&config, &["backup", "now"]).await?;
+    assert!(out.status.success(), "{}", said(&out));
+    let out = oscarbox(&config, &["restore", "list"]).await?;
+    let bases: Vec<String> = said(&out)
+        .lines()
+        .filter(|l| l.contains("  database  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    assert_eq!(bases.len(), 2, "{}", said(&out));
+    let probe = dir.path().join("probe");
+    let probe = probe.to_string_lossy();
+    let out = oscarbox(
+        &config,
+        &["restore", "db", "--to", &t, "--into", &probe, "--dry-run"],
+    )
+    .await?;
+    assert!(
+        said(&out).contains(&format!("base backup {}", bases[0])),
+        "{}",
+        said(&out)
+    );
+    let now = local_now().await?;
+    let out = oscarbox(
+        &config,
+        &["restore", "db", "--to", &now, "--into", &probe, "--dry-run"],
+    )
+    .await?;
+    assert!(
+        said(&out).contains(&format!("base backup {}", bases[1])),
+        "{}",
+        said(&out)
+    );
+    let key = oscarbox(&config, &["backup", "recovery-key"]).await?;
+    assert!(key.status.success(), "{}", said(&key));
+    wd.signal(Signal::SIGTERM);
+    wd.wait_exit(Duration::from_secs(120)).await?;
+    drop(wd);
+
+    // A fresh machine: its own state, documents and data directory; the box's backup disk
+    // (with the replica's directory on it), and the recovery key.
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh)?;
+    let (config2, endpoint2) = write_pair_config(&fresh, 1, "")?;
+    let text = std::fs::read_to_string(&config2.path)?.replace(
+        &fresh.join("backup").display().to_string(),
+        &dir.path().join("backup").display().to_string(),
+    );
+    std::fs::write(&config2.path, text)?;
+    let key_file = fresh.join("recovery-key");
+    std::fs::write(&key_file, &key.stdout)?;
+    let key_file = key_file.to_string_lossy();
+    let out = oscarbox(
+        &config2,
+        &["restore", "box", "--key", &key_file, "--dry-run"],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        std::fs::metadata(config2.state_dir.join("secrets/box-id")).is_err(),
+        "a dry run adopts nothing"
+    );
+    let out = oscarbox(&config2, &["restore", "box", "--key", &key_file]).await?;
+    assert!(out.status.success(), "{}", said(&out));
+    let out = oscarbox(&config2, &["restore", "box", "--key", &key_file]).await?;
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("already holds a box's data"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(
+        std::fs::read(fresh.join("documents/20261124090000letter.pdf"))?,
+        b"%PDF-1.4 letter\n"
+    );
+    let (wd, password2) = serve(&config2, endpoint2).await?;
+    assert_eq!(kept_rows(endpoint2, &password2).await?, vec![1, 2, 3, 6]);
+    let status = oscarbox(&config2, &["backup", "status"]).await?;
+    assert!(said(&status).contains("(this box's)"), "{}", said(&status));
     drop(wd);
     Ok(())
 }
