@@ -140,14 +140,7 @@ pub async fn open(config: &Config) -> Result<Arc<Repo>, String> {
 /// database does not answer in time (the snapshot is taken anyway, untagged).
 pub async fn gtid_now(config: &Config) -> Option<String> {
     use mysql_async::prelude::Queryable as _;
-    let db = &config.database;
-    let password = std::fs::read_to_string(&db.app_password_file).ok()?;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(db.endpoint.ip().to_string())
-        .tcp_port(db.endpoint.port())
-        .user(Some(db.app_user.clone()))
-        .pass(Some(password.trim().to_owned()))
-        .prefer_socket(false);
+    let opts = app_opts(config).ok()?;
     let ask = async {
         let mut conn = mysql_async::Conn::new(opts).await.ok()?;
         let pos: Option<String> = conn
@@ -163,6 +156,51 @@ pub async fn gtid_now(config: &Config) -> Option<String> {
         .ok()
         .flatten()
         .filter(|pos| !pos.trim().is_empty())
+}
+
+/// The EMR's account through the database endpoint.
+fn app_opts(config: &Config) -> Result<mysql_async::OptsBuilder, String> {
+    let db = &config.database;
+    let password = std::fs::read_to_string(&db.app_password_file).map_err(|e| {
+        format!(
+            "the EMR's database password {}: {e}",
+            db.app_password_file.display()
+        )
+    })?;
+    Ok(mysql_async::OptsBuilder::default()
+        .ip_or_hostname(db.endpoint.ip().to_string())
+        .tcp_port(db.endpoint.port())
+        .user(Some(db.app_user.clone()))
+        .pass(Some(password.trim().to_owned()))
+        .db_name(Some(db.name.clone()))
+        .prefer_socket(false))
+}
+
+/// The stored file names of patient `demographic_no`'s documents, as the database links them
+/// (OSCAR's `ctl_document` rows with `module = 'demographic'`), every status included: a
+/// document marked deleted is still the patient's. Asked of the running box's database.
+pub async fn patient_documents(
+    config: &Config,
+    demographic_no: u32,
+) -> Result<Vec<String>, String> {
+    use mysql_async::prelude::Queryable as _;
+    let opts = app_opts(config)?;
+    let ask = async {
+        let mut conn = mysql_async::Conn::new(opts).await?;
+        let names: Vec<String> = conn
+            .exec(
+                "SELECT d.docfilename FROM document d JOIN ctl_document c ON c.document_no = d.document_no WHERE c.module = 'demographic' AND c.module_id = ? ORDER BY d.document_no",
+                (demographic_no,),
+            )
+            .await?;
+        conn.disconnect().await?;
+        Ok::<_, mysql_async::Error>(names)
+    };
+    match tokio::time::timeout(Duration::from_secs(30), ask).await {
+        Ok(Ok(names)) => Ok(names),
+        Ok(Err(e)) => Err(format!("the box's database did not say which documents are the patient's ({e}): is the box running?")),
+        Err(_) => Err("the box's database did not answer within 30s: is the box running?".into()),
+    }
 }
 
 /// A snapshot taken, and whether the disk is above its high-water mark.

@@ -289,6 +289,44 @@ impl Repo {
         Ok((files, bytes))
     }
 
+    /// Restores the files `names` (directly under [`DOCUMENTS`]) of the documents snapshot `id`
+    /// into `dest`, the repository opened once. Returns the names restored and those the
+    /// snapshot does not hold.
+    pub fn restore_documents(
+        &self,
+        id: &str,
+        names: &[String],
+        dest: &Path,
+    ) -> Result<(Vec<String>, Vec<String>), RepoError> {
+        let repo = self.open()?.to_indexed().map_err(other("index"))?;
+        let snapshot = repo
+            .get_snapshot_from_str(id, |s| s.tags.contains(DOCUMENTS_TAG))
+            .map_err(|_| RepoError::NoSnapshot(id.to_owned()))?;
+        let (mut restored, mut missing) = (Vec::new(), Vec::new());
+        let options = RestoreOptions::default();
+        for name in names {
+            let Ok(node) =
+                repo.node_from_snapshot_and_path(&snapshot, &format!("{DOCUMENTS}/{name}"))
+            else {
+                missing.push(name.clone());
+                continue;
+            };
+            let ls = repo
+                .ls(&node, &LsOptions::default())
+                .map_err(other("list files"))?;
+            let target = dest.join(name);
+            let destination = LocalDestination::new(&target.to_string_lossy(), true, true)
+                .map_err(other("destination"))?;
+            let plan = repo
+                .prepare_restore(&options, ls.clone(), &destination, false)
+                .map_err(other("plan the restore"))?;
+            repo.restore(plan, &options, ls, &destination)
+                .map_err(other("restore"))?;
+            restored.push(name.clone());
+        }
+        Ok((restored, missing))
+    }
+
     /// Checks the repository's structure and, with `read_data`, reads every pack back and
     /// verifies its hashes. Returns the findings in words; an `Error:` finding means damage.
     pub fn check(&self, read_data: bool) -> Result<Vec<String>, RepoError> {

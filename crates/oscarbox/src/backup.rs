@@ -1,5 +1,5 @@
 //! `oscarbox backup status|now|verify|drill|recovery-key` and `oscarbox restore
-//! list|documents|db`: the
+//! list|documents|db` (into a directory; `restore.rs` has the restores that replace live data): the
 //! technician's commands. They work on the backup disk directly (the repository takes
 //! concurrent writers), so they serve on a box whose watchdog is down, and on a fresh machine
 //! given the box's configuration and recovery key.
@@ -259,13 +259,23 @@ pub fn list(config: Option<&Path>) -> ExitCode {
     })
 }
 
-/// `oscarbox restore documents --to DIR [--snapshot ID] [--path P] [--dry-run]`.
+/// Which documents a restore brings back.
+pub enum Which {
+    All,
+    /// One file or folder, relative to the documents directory.
+    Path(String),
+    /// One patient's, by demographic number.
+    Patient(u32),
+}
+
+/// `oscarbox restore documents --to DIR [--snapshot ID|--at TIME] [--path P|--patient N]
+/// [--dry-run]`.
 pub fn documents(
     config: Option<&Path>,
     to: PathBuf,
     snapshot: String,
     at: Option<String>,
-    path: Option<String>,
+    which: Which,
     dry_run: bool,
 ) -> ExitCode {
     with_config(config, |config| async move {
@@ -289,15 +299,31 @@ pub fn documents(
                 to.display()
             ));
         }
-        if path
-            .as_deref()
-            .is_some_and(|p| p.split('/').any(|c| c == ".."))
-        {
-            return Err("--path cannot contain \"..\"".into());
-        }
-        let inside = match path.as_deref().map(|p| p.trim_matches('/')) {
-            Some(p) if !p.is_empty() => format!("{DOCUMENTS}/{p}"),
-            _ => DOCUMENTS.to_owned(),
+        let (inside, patient) = match which {
+            Which::Path(p) if p.split('/').any(|c| c == "..") => {
+                return Err("--path cannot contain \"..\"".into());
+            }
+            Which::Path(p) if !p.trim_matches('/').is_empty() => {
+                (format!("{DOCUMENTS}/{}", p.trim_matches('/')), None)
+            }
+            Which::Path(_) | Which::All => (DOCUMENTS.to_owned(), None),
+            Which::Patient(n) => {
+                // Stored names are plain file names in one flat directory (OSCAR's layout).
+                let names: Vec<String> = documents::patient_documents(&config, n)
+                    .await?
+                    .into_iter()
+                    .filter(|f| !f.is_empty() && !f.contains('/') && f != "." && f != "..")
+                    .collect();
+                if names.is_empty() {
+                    return Err(format!(
+                        "the box's database links no documents to patient {n}"
+                    ));
+                }
+                (
+                    format!("the {} document(s) of patient {n}", names.len()),
+                    Some(names),
+                )
+            }
         };
         let repo = repo(&config).await?;
         if dry_run {
@@ -322,13 +348,29 @@ pub fn documents(
             return Ok(ExitCode::SUCCESS);
         }
         let dest = to.clone();
-        let (files, bytes) = blocking(move || repo.restore(&snapshot, &inside, &dest)).await?;
-        let _ = writeln!(
-            std::io::stdout(),
-            "restored {files} files ({}) into {}",
-            mib(bytes),
+        let Some(names) = patient else {
+            let (files, bytes) = blocking(move || repo.restore(&snapshot, &inside, &dest)).await?;
+            let _ = writeln!(
+                std::io::stdout(),
+                "restored {files} files ({}) into {}",
+                mib(bytes),
+                to.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        };
+        let (restored, missing) =
+            blocking(move || repo.restore_documents(&snapshot, &names, &dest)).await?;
+        let mut out = format!(
+            "restored {} of {inside} into {}\n",
+            restored.len(),
             to.display()
         );
+        for m in &missing {
+            out.push_str(&format!(
+                "not in this snapshot (written after it, or never saved): {m}\n"
+            ));
+        }
+        let _ = write!(std::io::stdout(), "{out}");
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -191,8 +191,9 @@ enum RestoreAction {
     /// The restore points (snapshots), oldest first, with their time, contents and the
     /// database position they belong with.
     List,
-    /// Restore documents into an empty directory: all of them, or one file or folder
-    /// (--path), from the newest snapshot or the one named (--snapshot).
+    /// Restore documents into an empty directory: all of them, one file or folder (--path),
+    /// or one patient's (--patient), from the newest snapshot, the one named (--snapshot) or
+    /// the one taken by a time (--at).
     Documents {
         /// Where to put them: a new or empty directory.
         #[arg(long, value_name = "DIR")]
@@ -205,8 +206,12 @@ enum RestoreAction {
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
         /// One file or folder, relative to the documents directory.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "patient")]
         path: Option<String>,
+        /// One patient's documents (their demographic number), as the box's database links
+        /// them; the box must be running.
+        #[arg(long, value_name = "DEMOGRAPHIC_NO")]
+        patient: Option<u32>,
         /// Say what would be restored, and restore nothing.
         #[arg(long)]
         dry_run: bool,
@@ -302,8 +307,16 @@ fn main() -> ExitCode {
                 snapshot,
                 at,
                 path,
+                patient,
                 dry_run,
-            } => backup::documents(config.as_deref(), to, snapshot, at, path, dry_run),
+            } => {
+                let which = match (path, patient) {
+                    (_, Some(n)) => backup::Which::Patient(n),
+                    (Some(p), None) => backup::Which::Path(p),
+                    (None, None) => backup::Which::All,
+                };
+                backup::documents(config.as_deref(), to, snapshot, at, which, dry_run)
+            }
             RestoreAction::Db {
                 to,
                 into,

@@ -498,11 +498,77 @@ async fn a_restore_replaces_the_live_database_and_rebuilds_the_whole_box_on_a_fr
         conn.exec_drop("INSERT INTO kept (i) VALUES (?)", (i,))
             .await?;
     }
+    // Documents as the EMR files them: one flat directory, linked to patients in the database
+    // (the third is linked but its file never arrived).
     let seen = newest_documents(&config);
     let docs = dir.path().join("documents");
     std::fs::create_dir_all(&docs)?;
     std::fs::write(docs.join("20261124090000letter.pdf"), b"%PDF-1.4 letter\n")?;
+    std::fs::write(docs.join("20261124090001other.pdf"), b"%PDF-1.4 other\n")?;
+    for (file, patient) in [
+        ("20261124090000letter.pdf", 7),
+        ("20261124090001other.pdf", 8),
+        ("20261124090002never.pdf", 7),
+    ] {
+        conn.exec_drop(
+            "INSERT INTO document (docfilename, restrictToProgram) VALUES (?, 0)",
+            (file,),
+        )
+        .await?;
+        conn.exec_drop(
+            "INSERT INTO ctl_document (module, module_id, document_no, status) VALUES ('demographic', ?, LAST_INSERT_ID(), 'A')",
+            (patient,),
+        )
+        .await?;
+    }
     documents_saved_after(&config, seen.as_deref(), MINUTE).await?;
+    let patient = dir.path().join("patient-7");
+    let out = oscarbox(
+        &config,
+        &[
+            "restore",
+            "documents",
+            "--patient",
+            "7",
+            "--to",
+            &patient.to_string_lossy(),
+        ],
+    )
+    .await?;
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("restored 1 of the 2 document(s) of patient 7"),
+        "{}",
+        said(&out)
+    );
+    assert!(
+        said(&out).contains(
+            "not in this snapshot (written after it, or never saved): 20261124090002never.pdf"
+        ),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(
+        named(&patient, ""),
+        vec![patient.join("20261124090000letter.pdf")]
+    );
+    let out = oscarbox(
+        &config,
+        &[
+            "restore",
+            "documents",
+            "--patient",
+            "9",
+            "--to",
+            &dir.path().join("patient-9").to_string_lossy(),
+        ],
+    )
+    .await?;
+    assert!(
+        said(&out).contains("links no documents to patient 9"),
+        "{}",
+        said(&out)
+    );
     // T, then the mistake to undo.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let t = local_now().await?;
