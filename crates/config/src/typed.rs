@@ -154,6 +154,14 @@ pub struct DatabaseConfig {
     pub control_socket: PathBuf,
 }
 
+impl DatabaseConfig {
+    /// Whether the database runs as the pair: two nodes behind an endpoint of their own (the
+    /// layout whose binlog the box archives). Otherwise the first node serves alone.
+    pub fn is_pair(&self) -> bool {
+        self.nodes.len() == 2 && self.nodes.iter().all(|n| n.port != self.endpoint.port())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DbNode {
     pub name: String,

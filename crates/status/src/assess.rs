@@ -14,8 +14,12 @@ pub struct Expect {
     pub instances: u32,
     /// Whether the backup disk must be a mount point of its own (the box, not a laptop).
     pub require_backup_mount: bool,
-    /// Whether backups are set up; until they are, missing backup ages are not a problem.
+    /// Whether backups are set up and have had time to run; until then, missing backup ages
+    /// and drills are not a problem.
     pub backups_running: bool,
+    /// Whether the database is backed up (the pair's binlog archive and base backups, which
+    /// the restore drill needs); with one node, only the documents are.
+    pub database_backups: bool,
 }
 
 /// The reasons' stable ids: alerts are de-duplicated and metrics labelled by them, so they are
@@ -348,22 +352,24 @@ fn backups(s: &BoxStatus, expect: &Expect, now: u64, f: &mut Found) {
     if !expect.backups_running {
         return;
     }
-    let ages = [
-        (
+    if expect.database_backups {
+        backup_age(
+            f,
             id::BACKUP_DATABASE_OLD,
             "database",
             b.newest_database_age_seconds,
             (5 * MINUTE, HOUR),
-        ),
-        (
-            id::BACKUP_DOCUMENTS_OLD,
-            "documents",
-            b.newest_documents_age_seconds,
-            (2 * HOUR, DAY),
-        ),
-    ];
-    for (id, what, age, limits) in ages {
-        backup_age(f, id, what, age, limits);
+        );
+    }
+    backup_age(
+        f,
+        id::BACKUP_DOCUMENTS_OLD,
+        "documents",
+        b.newest_documents_age_seconds,
+        (2 * HOUR, DAY),
+    );
+    if !expect.database_backups {
+        return;
     }
     let drill_todo = "Call your support provider during working hours: until a test restore \
                       works, nobody knows the backups can be used.";
@@ -578,6 +584,7 @@ pub(crate) mod fixture {
             instances: 2,
             require_backup_mount: true,
             backups_running: true,
+            database_backups: true,
         }
     }
 
@@ -898,6 +905,22 @@ mod tests {
             reason(&s, "backup-database-old").what,
             "No backup of the database has been made yet."
         );
+    }
+
+    #[test]
+    fn one_node_expects_documents_backups_only() {
+        let mut s = fine();
+        s.backups.newest_database_age_seconds = None;
+        s.backups.last_drill = None;
+        let single = Expect {
+            database_backups: false,
+            ..expect()
+        };
+        assert_eq!(assess(&s, &single, NOW), (Verdict::Ok, Vec::new()));
+        s.backups.newest_documents_age_seconds = None;
+        let (_, reasons) = assess(&s, &single, NOW);
+        let ids: Vec<&str> = reasons.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, vec!["backup-documents-old"]);
     }
 
     #[test]

@@ -101,11 +101,21 @@ pub fn with_instances(
     status
 }
 
+/// How long the watchdog runs before missing backups and drills count: its first documents
+/// snapshot, archive connection, base backup and drill all come within a few minutes.
+const BACKUPS_GRACE: u64 = 15 * 60;
+
 fn reassess(status: &mut BoxStatus, config: &Config, now: u64) {
+    // Assessed in the watchdog's process (the gathering and its control socket): its first
+    // assessment is its start.
+    static FIRST: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let running_since = *FIRST.get_or_init(|| now);
     let expect = Expect {
         instances: config.emr.instances.get(),
         require_backup_mount: config.backup.require_mount,
-        backups_running: false,
+        backups_running: status.watchdog_running
+            && now.saturating_sub(running_since) >= BACKUPS_GRACE,
+        database_backups: config.database.is_pair(),
     };
     let (verdict, reasons) = assess(status, &expect, now);
     status.verdict = verdict;
