@@ -10,6 +10,7 @@
 //! point-in-time restore of the database (a base, then the archive replayed to the target).
 //! `drill`: the restore drill (a restore rebuilt from the archive compared with a base's
 //! recorded table checksums, and a sample of documents compared with the live files).
+//! `progress`: progress bars on the technician's long restores.
 
 pub mod archive;
 pub mod base;
@@ -18,6 +19,7 @@ pub mod disk;
 pub mod documents;
 pub mod drill;
 pub mod pitr;
+pub mod progress;
 pub mod repo;
 pub mod schedule;
 pub mod state;

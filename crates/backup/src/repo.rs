@@ -154,7 +154,9 @@ impl Repo {
     fn open_or_init_locked(path: &Path, password: &str) -> Result<Repo, RepoError> {
         let options = RepositoryOptions::default().no_cache(true);
         let credentials = Credentials::password(password);
-        let repo = Repository::new(&options, &backends(path)?).map_err(other("setup"))?;
+        let repo =
+            Repository::new_with_progress(&options, &backends(path)?, crate::progress::bars())
+                .map_err(other("setup"))?;
         let has_config = repo.config_id().map_err(other("read"))?.is_some();
         let open = if has_config {
             repo.open(&credentials)
@@ -181,7 +183,7 @@ impl Repo {
 
     fn open(&self) -> Result<Repository<OpenStatus>, RepoError> {
         let options = RepositoryOptions::default().no_cache(true);
-        Repository::new(&options, &backends(&self.path)?)
+        Repository::new_with_progress(&options, &backends(&self.path)?, crate::progress::bars())
             .map_err(other("setup"))?
             .open(&Credentials::password(&self.password))
             .map_err(|e| RepoError::Open {

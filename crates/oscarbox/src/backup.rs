@@ -278,6 +278,7 @@ pub fn documents(
     which: Which,
     dry_run: bool,
 ) -> ExitCode {
+    oscarbox_backup::progress::on_terminal();
     with_config(config, |config| async move {
         // `--at`: the newest documents snapshot taken by then.
         let snapshot = match at.as_deref().map(pitr::parse_target).transpose()? {
@@ -390,6 +391,7 @@ pub fn database(
     into: PathBuf,
     dry_run: bool,
 ) -> ExitCode {
+    oscarbox_backup::progress::on_terminal();
     with_config(config, |config| async move {
         documents::guard_for_upkeep(&config).await?;
         let plan = pitr::plan_for(&config, &target).await?;

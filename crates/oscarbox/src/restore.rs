@@ -228,6 +228,7 @@ fn after_install(kept: &[PathBuf]) {
 
 /// `oscarbox restore db --to TIME|GTID --replace-live [--dry-run]`.
 pub fn database_live(config: Option<&Path>, target: Target, dry_run: bool) -> ExitCode {
+    oscarbox_backup::progress::on_terminal();
     with_config(config, |config| async move {
         documents::guard_for_upkeep(&config).await?;
         primary(&config)?;
@@ -265,6 +266,7 @@ fn key_password(text: &str) -> Option<String> {
 /// `oscarbox restore box --key FILE [--to TIME|GTID] [--dry-run]`: a fresh machine becomes the
 /// box whose backup disk is mounted at `backup.disk`.
 pub fn whole_box(config: Option<&Path>, key: PathBuf, target: Target, dry_run: bool) -> ExitCode {
+    oscarbox_backup::progress::on_terminal();
     with_config(config, |config| async move {
         let text = std::fs::read_to_string(&key)
             .map_err(|e| format!("the recovery key {}: {e}", key.display()))?;
