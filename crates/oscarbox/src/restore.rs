@@ -47,7 +47,7 @@ fn refuse_if_running(config: &Config) -> Result<(), String> {
         .find(|s| std::os::unix::net::UnixStream::connect(s).is_ok())
     {
         return Err(format!(
-            "the box is running ({} answers): stop it first (`systemctl stop oscarbox`, or Ctrl-C on `oscarbox up`), then run this again",
+            "the box is running ({} answers): stop it first (`systemctl stop oscarbox-watchdog oscarbox-proxy`, or Ctrl-C on `oscarbox up`), then run this again",
             live.display()
         ));
     }
