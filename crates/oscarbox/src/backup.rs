@@ -395,15 +395,7 @@ pub fn database(
     with_config(config, |config| async move {
         documents::guard_for_upkeep(&config).await?;
         let plan = pitr::plan_for(&config, &target).await?;
-        let mut out = format!(
-            "to {target}: base backup {} ({}, database at {}), then {} archived transaction(s) from {} binlog file(s){}\n",
-            plan.base.short_id,
-            plan.base.time,
-            plan.base.gtid().unwrap_or("unknown"),
-            plan.replayed,
-            plan.files.len(),
-            plan.last.map_or(String::new(), |g| format!(", up to {g}")),
-        );
+        let mut out = format!("{}\n", plan_text(&target, &plan));
         if let (pitr::Target::Time { unix, .. }, Some(newest)) = (&target, plan.archive_newest) {
             if i64::from(newest) < *unix {
                 out.push_str(&format!(
@@ -427,6 +419,19 @@ pub fn database(
         );
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// What a restore of the database will do, in a line.
+pub(crate) fn plan_text(target: &pitr::Target, plan: &pitr::Plan) -> String {
+    format!(
+        "to {target}: base backup {} ({}, database at {}), then {} archived transaction(s) from {} binlog file(s){}",
+        plan.base.short_id,
+        plan.base.time,
+        plan.base.gtid().unwrap_or("unknown"),
+        plan.replayed,
+        plan.files.len(),
+        plan.last.map_or(String::new(), |g| format!(", up to {g}")),
+    )
 }
 
 /// `oscarbox backup drill`: a test restore now; exit 2 when it fails.

@@ -21,7 +21,7 @@ use oscarbox_backup::{archive, disk, documents};
 use oscarbox_config::Config;
 use oscarbox_failover::NodeId;
 
-use crate::backup::with_config;
+use crate::backup::{plan_text, with_config};
 use crate::database::{layout, Layout};
 
 fn say(line: &str) {
@@ -154,6 +154,18 @@ async fn install(config: &Config, plan: &Plan) -> Result<Vec<PathBuf>, String> {
             )),
         }
     }
+    // Recorded before the swap: should the swap fail, a record too many only makes later
+    // restores wait for the base the watchdog takes at its next start; one too few could mix
+    // the two histories.
+    let replaced = Replaced {
+        unix: oscarbox_backup::state::unix_now(),
+        position,
+    };
+    pitr::record_replacement(&archive::dir(config), &replaced).map_err(|e| {
+        format!(
+            "recording the restore in the binlog archive failed ({e}); nothing live was changed"
+        )
+    })?;
     // The swap: every node's data directory aside, the restored ones in their places.
     let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
@@ -192,28 +204,7 @@ async fn install(config: &Config, plan: &Plan) -> Result<Vec<PathBuf>, String> {
                 .map_err(|e| format!("{}: {e}", parent.display()))?;
         }
     }
-    let replaced = Replaced {
-        unix: oscarbox_backup::state::unix_now(),
-        position,
-    };
-    pitr::record_replacement(&archive::dir(config), &replaced).map_err(|e| {
-        format!(
-            "the database is restored, but recording the restore in the binlog archive failed ({e}): take a base backup (`oscarbox backup now`) as soon as the box runs"
-        )
-    })?;
     Ok(kept)
-}
-
-fn plan_text(target: &Target, plan: &Plan) -> String {
-    format!(
-        "to {target}: base backup {} ({}, database at {}), then {} archived transaction(s) from {} binlog file(s){}",
-        plan.base.short_id,
-        plan.base.time,
-        plan.base.gtid().unwrap_or("unknown"),
-        plan.replayed,
-        plan.files.len(),
-        plan.last.map_or(String::new(), |g| format!(", up to {g}")),
-    )
 }
 
 fn after_install(kept: &[PathBuf]) {
