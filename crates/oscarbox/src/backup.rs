@@ -46,7 +46,7 @@ async fn repo(config: &Config) -> Result<Repo, String> {
     documents::open(config).await.map(|r| Repo::clone(&r))
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, oscarbox_backup::repo::RepoError> + Send + 'static,
 ) -> Result<T, String> {
     tokio::task::spawn_blocking(work)

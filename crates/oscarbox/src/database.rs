@@ -29,7 +29,7 @@ pub enum Layout<'a> {
 pub fn layout(config: &Config) -> anyhow::Result<Layout<'_>> {
     let endpoint = config.database.endpoint;
     match config.database.nodes.as_slice() {
-        [a, b] if ![a.port, b.port].contains(&endpoint.port()) => Ok(Layout::Pair(a, b)),
+        [a, b] if config.database.is_pair() => Ok(Layout::Pair(a, b)),
         [first, ..] if endpoint.port() == first.port => Ok(Layout::Single(first)),
         [first, ..] => bail!(
             "database.endpoint ({endpoint}) must be either the first node's own address (127.0.0.1:{}, one node) or, with two nodes, a port of its own (the endpoint the watchdog points at the primary)",

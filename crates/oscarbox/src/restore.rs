@@ -15,13 +15,13 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use oscarbox_backup::pitr::{self, Plan, Replaced, Target};
+use oscarbox_backup::pitr::{self, with_suffix, Plan, Replaced, Target};
 use oscarbox_backup::repo::{Repo, DOCUMENTS, DOCUMENTS_TAG};
 use oscarbox_backup::{archive, disk, documents};
 use oscarbox_config::Config;
 use oscarbox_failover::NodeId;
 
-use crate::backup::{plan_text, with_config};
+use crate::backup::{blocking, plan_text, with_config};
 use crate::database::{layout, Layout};
 
 fn say(line: &str) {
@@ -71,12 +71,6 @@ fn primary(config: &Config) -> Result<(PathBuf, u32), String> {
     let dir = std::path::absolute(&node.data_dir)
         .map_err(|e| format!("{}: {e}", node.data_dir.display()))?;
     Ok((dir, server_id))
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(suffix);
-    PathBuf::from(p)
 }
 
 fn holds_files(dir: &Path) -> bool {
@@ -320,14 +314,12 @@ pub fn whole_box(config: Option<&Path>, key: PathBuf, target: Target, dry_run: b
             "backup disk of box \"{}\" (id {}, claimed {})",
             marker.box_name, marker.box_id, marker.claimed
         ));
-        let repo = Repo::open_or_init(&repository, &password).map_err(|e| e.to_string())?;
+        let (r, p) = (repository.clone(), password.clone());
+        let repo = blocking(move || Repo::open_or_init(&r, &p)).await?;
         let plan = pitr::plan_in(repo.clone(), archive::dir(&config), &target).await?;
         say(&format!("database {}", plan_text(&target, &plan)));
         let r = repo.clone();
-        let snaps = tokio::task::spawn_blocking(move || r.snapshots(Some(DOCUMENTS_TAG)))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let snaps = blocking(move || r.snapshots(Some(DOCUMENTS_TAG))).await?;
         let docs = pitr::documents_for(&snaps, &target);
         match docs {
             Some(d) => say(&format!(
@@ -365,11 +357,7 @@ pub fn whole_box(config: Option<&Path>, key: PathBuf, target: Target, dry_run: b
                 documents_dir.display()
             ));
             let (r, id, dest) = (repo.clone(), d.id.clone(), documents_dir.clone());
-            let (files, bytes) =
-                tokio::task::spawn_blocking(move || r.restore(&id, DOCUMENTS, &dest))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+            let (files, bytes) = blocking(move || r.restore(&id, DOCUMENTS, &dest)).await?;
             say(&format!(
                 "restored {files} documents ({})",
                 crate::backup::mib(bytes)
